@@ -1,0 +1,452 @@
+"""Typed, frozen run configuration loaded from YAML.
+
+Every section is a frozen dataclass. `load_config` reads a YAML file, applies `--set a.b=value`
+overrides and builds the dataclasses, rejecting unknown keys and bad values with a
+`ConfigError` that names the key and what is allowed. Nothing here imports torch or ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+LossName = Literal["minimax", "heuristic", "least_squares", "hinge", "wasserstein_gp"]
+DatasetName = Literal[
+    "ring8", "grid25", "mnist5k", "digits8x8", "mnist", "fashion_mnist", "cifar10", "celeba"
+]
+TOY_DATASETS: tuple[str, ...] = ("ring8", "grid25")
+NetworkName = Literal["mlp", "dcgan"]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML safely, reading `1e-3` as a number."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown or its value is not allowed."""
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the cells learn to generate and how it is split among them."""
+
+    name: DatasetName = "ring8"
+    samples: int = 20_000  # toy data only: total number of points generated
+    std: float | None = None  # toy only; None = the PacGAN value (0.01 ring, 0.05 grid)
+    radius: float = 1.0  # ring8 only
+    sharding: Literal["split", "replicate"] = "split"
+    root: str = "./data"
+    download: bool = False
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.samples >= 1, "data.samples", f"must be >= 1, got {self.samples}")
+        _check(self.std is None or self.std > 0, "data.std", f"must be > 0, got {self.std}")
+        _check(self.radius > 0, "data.radius", f"must be > 0, got {self.radius}")
+
+    @property
+    def is_toy(self) -> bool:
+        """True for the 2-D Gaussian mixtures."""
+        return self.name in TOY_DATASETS
+
+
+@dataclass(frozen=True)
+class NetworksConfig:
+    """Generator and discriminator architecture."""
+
+    kind: NetworkName = "mlp"
+    latent_dim: int = 64
+    g_hidden: int = 256
+    d_hidden: int = 256
+    hidden_layers: int = 2  # MLP only: hidden layers between input and output
+    dcgan_width: int = 64
+
+    def __post_init__(self) -> None:
+        for key in ("latent_dim", "g_hidden", "d_hidden", "dcgan_width"):
+            value = getattr(self, key)
+            _check(value >= 1, f"networks.{key}", f"must be >= 1, got {value}")
+        _check(
+            self.hidden_layers >= 0,
+            "networks.hidden_layers",
+            f"must be >= 0, got {self.hidden_layers}",
+        )
+
+
+@dataclass(frozen=True)
+class LossesConfig:
+    """Generator loss set (Mustangs) and how often a new one is drawn."""
+
+    generator: tuple[LossName, ...] = ("minimax", "heuristic", "least_squares")
+    mutation: Literal["generation", "batch"] = "generation"
+    gradient_penalty: float = 10.0  # wasserstein_gp only
+
+    def __post_init__(self) -> None:
+        _check(len(self.generator) >= 1, "losses.generator", "needs at least one loss")
+        _check(
+            len(set(self.generator)) == len(self.generator),
+            "losses.generator",
+            f"has duplicates: {list(self.generator)}",
+        )
+        _check(self.gradient_penalty >= 0, "losses.gradient_penalty", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """Toroidal grid shape and neighbourhood."""
+
+    rows: int = 2
+    cols: int = 2
+    neighbourhood: Literal["von_neumann", "moore"] = "von_neumann"
+    radius: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.rows >= 1, "grid.rows", f"must be >= 1, got {self.rows}")
+        _check(self.cols >= 1, "grid.cols", f"must be >= 1, got {self.cols}")
+        _check(self.radius >= 1, "grid.radius", f"must be >= 1, got {self.radius}")
+
+    @property
+    def size(self) -> int:
+        """Number of cells."""
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class EvolutionConfig:
+    """Selection, fitness, learning-rate mutation and replacement."""
+
+    selection: bool = True
+    tournament_size: int = 2
+    fitness_sample_size: int = 1000
+    fitness_aggregation: Literal["average", "worst", "best"] = "average"
+    fitness_loss: LossName = "heuristic"
+    lr_mutation: Literal["multiplicative", "additive", "none"] = "multiplicative"
+    lr_mutation_probability: float = 0.5
+    lr_mutation_sigma: float = 0.2  # multiplicative: sigma of log-normal factor
+    lr_additive_sigma: float = 1e-4  # additive (Lipizzaner) rule: sigma of the added noise
+    lr_min: float = 1e-6
+    lr_max: float = 1e-2
+    replacement: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.tournament_size >= 1, "evolution.tournament_size", "must be >= 1")
+        _check(self.fitness_sample_size >= 2, "evolution.fitness_sample_size", "must be >= 2")
+        _check(
+            0.0 <= self.lr_mutation_probability <= 1.0,
+            "evolution.lr_mutation_probability",
+            f"must be in [0, 1], got {self.lr_mutation_probability}",
+        )
+        _check(self.lr_mutation_sigma >= 0, "evolution.lr_mutation_sigma", "must be >= 0")
+        _check(self.lr_additive_sigma >= 0, "evolution.lr_additive_sigma", "must be >= 0")
+        _check(
+            0 < self.lr_min <= self.lr_max,
+            "evolution.lr_min",
+            f"need 0 < lr_min <= lr_max, got {self.lr_min} and {self.lr_max}",
+        )
+
+
+@dataclass(frozen=True)
+class MixtureConfig:
+    """(1+1)-ES over the mixture weights of a cell's neighbourhood generators."""
+
+    enabled: bool = True
+    sigma: float = 0.01
+    samples: int = 2500  # samples drawn to score a weight vector
+
+    def __post_init__(self) -> None:
+        _check(self.sigma >= 0, "mixture.sigma", f"must be >= 0, got {self.sigma}")
+        _check(self.samples >= 10, "mixture.samples", f"must be >= 10, got {self.samples}")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Gradient training inside each cell."""
+
+    generations: int = 10
+    batch_size: int = 100
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_batches: int | None = None  # cap on batches per generation (None = whole shard)
+
+    def __post_init__(self) -> None:
+        _check(self.generations >= 1, "training.generations", "must be >= 1")
+        _check(self.batch_size >= 2, "training.batch_size", f"must be >= 2, got {self.batch_size}")
+        _check(self.lr_g > 0, "training.lr_g", "must be > 0")
+        _check(self.lr_d > 0, "training.lr_d", "must be > 0")
+        _check(0 <= self.beta1 < 1, "training.beta1", "must be in [0, 1)")
+        _check(0 <= self.beta2 < 1, "training.beta2", "must be in [0, 1)")
+        _check(
+            self.max_batches is None or self.max_batches >= 1,
+            "training.max_batches",
+            "must be >= 1 or null",
+        )
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Evaluation schedule and settings."""
+
+    every: int = 1  # evaluate every N generations (and always at the end)
+    samples: int = 2500
+    cache_dir: str = "~/.cache/raygan"
+    inception_weights: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.every >= 1, "metrics.every", f"must be >= 1, got {self.every}")
+        _check(self.samples >= 10, "metrics.samples", f"must be >= 10, got {self.samples}")
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """Where the cells run (the Ray backend reads this)."""
+
+    backend: Literal["local", "ray"] = "local"
+    cpus_per_cell: float = 1.0
+    gpus_per_cell: float = 0.0
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    placement_timeout_s: float = 60.0
+    torch_threads: int | None = None  # None: the cell's CPU share, at least 1
+
+    def __post_init__(self) -> None:
+        _check(self.cpus_per_cell >= 0, "resources.cpus_per_cell", "must be >= 0")
+        _check(
+            self.gpus_per_cell >= 0 and (self.gpus_per_cell <= 1 or self.gpus_per_cell % 1 == 0),
+            "resources.gpus_per_cell",
+            f"must be a fraction in [0, 1] or a whole number, got {self.gpus_per_cell}",
+        )
+        _check(
+            self.torch_threads is None or self.torch_threads >= 1,
+            "resources.torch_threads",
+            "must be >= 1 or null",
+        )
+        _check(self.placement_timeout_s > 0, "resources.placement_timeout_s", "must be > 0")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where results go."""
+
+    dir: str = "runs"
+    checkpoint_every: int = 1
+    plot_every: int = 0  # 0 = only at the end
+
+    def __post_init__(self) -> None:
+        _check(self.checkpoint_every >= 1, "output.checkpoint_every", "must be >= 1")
+        _check(self.plot_every >= 0, "output.plot_every", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole coevolution run."""
+
+    name: str = "raygan"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    networks: NetworksConfig = field(default_factory=NetworksConfig)
+    losses: LossesConfig = field(default_factory=LossesConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _check(
+            self.networks.kind != "dcgan" or not self.data.is_toy,
+            "networks.kind",
+            f"'dcgan' needs image data, but data.name is {self.data.name!r}",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists) that round-trips through `config_from_dict`."""
+        return _plain(dataclasses.asdict(self))
+
+    def replace(self, **overrides: Any) -> RunConfig:
+        """Copy with dotted-key overrides, e.g. `cfg.replace(**{"grid.rows": 3})`."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            _set_dotted(data, key, value)
+        return config_from_dict(data)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against type `tp` (the subset of typing used in this module)."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            hint = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(
+                f"{key}: {value!r} is not allowed; allowed values: "
+                + ", ".join(repr(a) for a in allowed)
+                + extra
+            )
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(
+            f"{key}: {value!r} is not allowed; expected "
+            + " or ".join(_type_name(o) if o is not type(None) else "null" for o in options)
+        )
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp, _ellipsis) = get_args(tp)
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    raise TypeError(f"unsupported config type {tp!r} at {key}")  # a bug in this module
+
+
+def _build(cls: Any, data: Any, prefix: str) -> Any:
+    where = prefix or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            hint = difflib.get_close_matches(str(key), names, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(
+                f"unknown key {full!r}{extra}; allowed keys in {where}: " + ", ".join(names)
+            )
+        kwargs[key] = _coerce(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Build a validated `RunConfig` from a nested dict.
+
+    Raises:
+        ConfigError: on an unknown key or a value that is not allowed.
+    """
+    return typing.cast(RunConfig, _build(RunConfig, data, ""))
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one `a.b=value` override; the value is read as YAML (`3`, `true`, `[a, b]`)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected the form section.key=value")
+    return key.strip(), yaml_load(raw) if raw.strip() else None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML run config and apply `a.b=value` overrides.
+
+    Args:
+        path: YAML file; None starts from the defaults.
+        overrides: strings of the form `section.key=value`.
+
+    Raises:
+        ConfigError: on an unknown key, a bad value or malformed YAML.
+        FileNotFoundError: when `path` does not exist.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text()
+        try:
+            loaded = yaml_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        data = loaded or {}
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    return config_from_dict(data)

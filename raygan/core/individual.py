@@ -1,0 +1,82 @@
+"""An individual (network + optimizer + hyperparameters + lineage) and weight snapshots.
+
+Snapshots are dicts of numpy arrays: they are what cells publish to their neighbours, and numpy
+arrays travel through Ray's object store zero-copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+Weights = dict[str, np.ndarray]
+
+
+def module_to_numpy(module: nn.Module) -> Weights:
+    """Copy of a module's state (parameters and buffers) as numpy arrays."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def load_numpy(module: nn.Module, weights: Weights) -> None:
+    """Load numpy weights (from `module_to_numpy`) into a module of the same architecture."""
+    state = {k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()}
+    module.load_state_dict(state)
+
+
+def make_optimizer(net: nn.Module, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """The Adam optimizer every individual uses."""
+    return torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
+
+
+@dataclass
+class Individual:
+    """One network with its own optimizer state, learning rate, loss and lineage.
+
+    Attributes:
+        net: generator or discriminator.
+        optimizer: its Adam optimizer; `lr` is kept in its param groups.
+        lr: current learning rate.
+        source: index of the cell whose networks this individual descends from.
+        loss: generator loss name (empty for discriminators).
+        fitness: last measured fitness, lower is better.
+    """
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    lr: float
+    source: int
+    loss: str = ""
+    fitness: float = math.inf
+
+    def clone(self, betas: tuple[float, float]) -> Individual:
+        """Deep copy with an independent optimizer carrying the same state."""
+        net = copy.deepcopy(self.net)
+        opt = make_optimizer(net, self.lr, betas)
+        opt.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
+        return Individual(net, opt, self.lr, self.source, self.loss, self.fitness)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to rebuild this individual (loads with weights_only=True)."""
+        return {
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr": self.lr,
+            "source": self.source,
+            "loss": self.loss,
+            "fitness": self.fitness,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from `state_dict` output into this individual's network and optimizer."""
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr = float(state["lr"])
+        self.source = int(state["source"])
+        self.loss = str(state["loss"])
+        self.fitness = float(state["fitness"])

@@ -1,0 +1,109 @@
+"""GAN loss registry, written on discriminator logits so that no loss is NaN at saturation.
+
+A `Loss` pairs a generator objective with its matching discriminator objective (least-squares
+D for a least-squares G, BCE for minimax and heuristic). Least-squares terms use
+`sigmoid(logit)`, as Mustangs' discriminators end in a sigmoid: one discriminator can then be
+trained with any loss of the set without its output scale drifting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Generator loss and its matching discriminator loss.
+
+    Attributes:
+        name: registry key.
+        generator: fake logits -> scalar loss minimised by G.
+        discriminator: (real logits, fake logits) -> scalar loss minimised by D.
+        gradient_penalty: whether D's loss adds the WGAN-GP penalty.
+    """
+
+    name: str
+    generator: Callable[[Tensor], Tensor]
+    discriminator: Callable[[Tensor, Tensor], Tensor]
+    gradient_penalty: bool = False
+
+
+def _bce_d(real: Tensor, fake: Tensor) -> Tensor:
+    # -log D(x) - log(1 - D(G(z))) with D = sigmoid(logit)
+    return -(F.logsigmoid(real).mean() + F.logsigmoid(-fake).mean())
+
+
+def _minimax_g(fake: Tensor) -> Tensor:
+    # log(1 - D(G(z))) = logsigmoid(-logit): finite for any logit
+    return F.logsigmoid(-fake).mean()
+
+
+def _heuristic_g(fake: Tensor) -> Tensor:
+    return -F.logsigmoid(fake).mean()
+
+
+def _ls_g(fake: Tensor) -> Tensor:
+    return 0.5 * ((torch.sigmoid(fake) - 1.0) ** 2).mean()
+
+
+def _ls_d(real: Tensor, fake: Tensor) -> Tensor:
+    return 0.5 * (((torch.sigmoid(real) - 1.0) ** 2).mean() + (torch.sigmoid(fake) ** 2).mean())
+
+
+def _hinge_g(fake: Tensor) -> Tensor:
+    return -fake.mean()
+
+
+def _hinge_d(real: Tensor, fake: Tensor) -> Tensor:
+    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def _wasserstein_d(real: Tensor, fake: Tensor) -> Tensor:
+    return fake.mean() - real.mean()
+
+
+LOSSES: dict[str, Loss] = {
+    "minimax": Loss("minimax", _minimax_g, _bce_d),
+    "heuristic": Loss("heuristic", _heuristic_g, _bce_d),
+    "least_squares": Loss("least_squares", _ls_g, _ls_d),
+    "hinge": Loss("hinge", _hinge_g, _hinge_d),
+    "wasserstein_gp": Loss("wasserstein_gp", _hinge_g, _wasserstein_d, gradient_penalty=True),
+}
+
+
+def get_loss(name: str) -> Loss:
+    """Look up a loss by name.
+
+    Raises:
+        KeyError: naming the registered losses.
+    """
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise KeyError(f"unknown loss {name!r}; registered: {', '.join(LOSSES)}") from None
+
+
+def gradient_penalty(
+    discriminator: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator
+) -> Tensor:
+    """WGAN-GP penalty `E[(||grad D(x_hat)|| - 1)^2]` on random interpolates.
+
+    Args:
+        discriminator: the critic being trained.
+        real: real batch.
+        fake: fake batch of the same shape (detached).
+        generator: RNG for the interpolation coefficients.
+    """
+    n = min(len(real), len(fake))
+    real, fake = real[:n], fake[:n]
+    shape = (n,) + (1,) * (real.dim() - 1)
+    eps = torch.rand(shape, generator=generator, device="cpu").to(real.device)
+    mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    out = discriminator(mixed)
+    (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()

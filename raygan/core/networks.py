@@ -1,0 +1,113 @@
+"""Network registry: MLP (Lipizzaner) and DCGAN generators and discriminators.
+
+Discriminators return raw logits of shape (B,); losses apply the sigmoid where they need it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from raygan.config import NetworksConfig
+
+
+class MLPGenerator(nn.Module):
+    """Latent vector -> sample, LeakyReLU hidden layers; tanh output for images."""
+
+    def __init__(
+        self, latent_dim: int, out_shape: tuple[int, ...], hidden: int, layers: int, tanh: bool
+    ) -> None:
+        super().__init__()
+        self.out_shape = out_shape
+        dims = [latent_dim] + [hidden] * layers
+        body: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            body += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
+        body.append(nn.Linear(dims[-1], math.prod(out_shape)))
+        if tanh:
+            body.append(nn.Tanh())
+        self.net = nn.Sequential(*body)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Map (B, latent_dim) noise to (B, *out_shape) samples."""
+        return self.net(z).view(len(z), *self.out_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """Sample -> logit, LeakyReLU hidden layers."""
+
+    def __init__(self, in_shape: tuple[int, ...], hidden: int, layers: int) -> None:
+        super().__init__()
+        dims = [math.prod(in_shape)] + [hidden] * layers
+        body: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            body += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
+        body.append(nn.Linear(dims[-1], 1))
+        self.net = nn.Sequential(*body)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map (B, *in_shape) samples to (B,) logits."""
+        return self.net(x.flatten(1)).squeeze(1)
+
+
+def reset_parameters(module: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default Linear/Conv initialisation, drawn from an explicit generator."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+
+
+NetworkBuilder = Callable[
+    [NetworksConfig, tuple[int, ...], torch.Generator], tuple[nn.Module, nn.Module]
+]
+
+
+def _build_mlp(
+    cfg: NetworksConfig, data_shape: tuple[int, ...], generator: torch.Generator
+) -> tuple[nn.Module, nn.Module]:
+    images = len(data_shape) == 3
+    g = MLPGenerator(cfg.latent_dim, data_shape, cfg.g_hidden, cfg.hidden_layers, tanh=images)
+    d = MLPDiscriminator(data_shape, cfg.d_hidden, cfg.hidden_layers)
+    reset_parameters(g, generator)
+    reset_parameters(d, generator)
+    return g, d
+
+
+def _build_dcgan(
+    cfg: NetworksConfig, data_shape: tuple[int, ...], generator: torch.Generator
+) -> tuple[nn.Module, nn.Module]:
+    from raygan.core.dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
+
+    if len(data_shape) != 3:
+        raise ValueError(f"dcgan needs image data (C, H, W), got shape {data_shape}")
+    c, h, w = data_shape
+    g = DCGANGenerator(cfg.latent_dim, (c, h, w), width=cfg.dcgan_width)
+    d = DCGANDiscriminator((c, h, w), width=cfg.dcgan_width)
+    init_dcgan_weights(g, generator)
+    init_dcgan_weights(d, generator)
+    return g, d
+
+
+NETWORKS: dict[str, NetworkBuilder] = {"mlp": _build_mlp, "dcgan": _build_dcgan}
+
+
+def build_networks(
+    cfg: NetworksConfig, data_shape: tuple[int, ...], generator: torch.Generator
+) -> tuple[nn.Module, nn.Module]:
+    """Build a freshly initialised (generator, discriminator) pair.
+
+    Args:
+        cfg: architecture settings.
+        data_shape: shape of one sample, (2,) for toy data or (C, H, W) for images.
+        generator: RNG for the initial weights.
+    """
+    if cfg.kind not in NETWORKS:
+        raise KeyError(f"unknown network {cfg.kind!r}; registered: {', '.join(NETWORKS)}")
+    return NETWORKS[cfg.kind](cfg, data_shape, generator)

@@ -1,0 +1,72 @@
+"""PNG figures of samples (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+
+def plot_toy_samples(
+    path: str | Path,
+    samples: Tensor,
+    real: Tensor,
+    modes: np.ndarray,
+    title: str = "",
+) -> None:
+    """Scatter of generated points over real points, with the modes marked."""
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    r = real.detach().cpu().numpy()
+    s = samples.detach().cpu().numpy()
+    ax.scatter(r[:, 0], r[:, 1], s=2, c="0.7", label="real")
+    ax.scatter(s[:, 0], s[:, 1], s=2, c="tab:blue", alpha=0.6, label="generated")
+    ax.scatter(modes[:, 0], modes[:, 1], marker="x", c="tab:red", s=30, label="modes")
+    span = float(np.abs(modes).max()) * 1.5 + 0.1
+    ax.set_xlim(-span, span)
+    ax.set_ylim(-span, span)
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=7, markerscale=3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def image_grid(images: Tensor, nrow: int | None = None) -> np.ndarray:
+    """Tile (N, C, H, W) images in [-1, 1] into one (rows*H, cols*W, C) array in [0, 1]."""
+    x = images.detach().cpu().float().clamp(-1, 1).add(1).div(2).numpy()
+    n, c, h, w = x.shape
+    cols = nrow or int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    grid = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1, c), dtype=np.float32)
+    for k in range(n):
+        r, col = divmod(k, cols)
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = x[
+            k
+        ].transpose(1, 2, 0)
+    return grid
+
+
+def plot_image_samples(path: str | Path, images: Tensor, title: str = "") -> None:
+    """A grid of image samples."""
+    grid = image_grid(images)
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+    ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,106 @@
+"""Cell pools: where cells live. `LocalCellPool` keeps them all in this process.
+
+A pool hands out opaque handles to published snapshots; the controller routes handles to
+neighbours. Locally a handle is the snapshot itself; the Ray pool uses object references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from raygan.config import RunConfig
+from raygan.core.cell import Cell, CellReport, cell_seeds, resolve_device
+from raygan.data import load_dataset
+from raygan.engine.task import build_cell, grid_of, metric_context, torch_threads
+
+
+class CellPool(Protocol):
+    """What the controller needs from wherever the cells run."""
+
+    size: int
+
+    def publish(self) -> list[Any]:
+        """Every cell's current centre, as handles indexed by cell."""
+        ...
+
+    def run_generation(self, generation: int, inputs: Sequence[Sequence[Any]]) -> list[CellReport]:
+        """Run one generation in every cell; `inputs[i]` are cell i's neighbours' handles."""
+        ...
+
+    def evaluate(
+        self, inputs: Sequence[Sequence[Any]], n: int, seed: int
+    ) -> list[dict[str, float]]:
+        """Metrics of every cell's mixture."""
+        ...
+
+    def sample(self, cell: int, inputs: Sequence[Any], n: int, seed: int) -> Tensor:
+        """Samples from one cell's mixture."""
+        ...
+
+    def state_dicts(self) -> list[dict[str, Any]]:
+        """Every cell's full state, for checkpoints."""
+        ...
+
+    def load_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
+        """Restore every cell from `state_dicts` output."""
+        ...
+
+    def close(self) -> None:
+        """Release resources."""
+        ...
+
+
+class LocalCellPool:
+    """All cells in this process, run one after another.
+
+    Args:
+        config: the run configuration.
+    """
+
+    def __init__(self, config: RunConfig) -> None:
+        n = grid_of(config).size
+        torch.set_num_threads(torch_threads(config))
+        dataset = load_dataset(config.data, config.seed)
+        device = resolve_device(config.training.device)
+        context = metric_context(config, dataset, str(device))
+        seeds = cell_seeds(config.seed, n)
+        self.cells: list[Cell] = [
+            build_cell(config, i, seeds[i], dataset, context, device) for i in range(n)
+        ]
+        self.size = n
+
+    def publish(self) -> list[Any]:
+        """Snapshots of every centre (copies, so later training cannot alter them)."""
+        return [cell.publish() for cell in self.cells]
+
+    def run_generation(self, generation: int, inputs: Sequence[Sequence[Any]]) -> list[CellReport]:
+        """Run every cell's generation in turn."""
+        return [cell.run_generation(generation, inputs[i]) for i, cell in enumerate(self.cells)]
+
+    def evaluate(
+        self, inputs: Sequence[Sequence[Any]], n: int, seed: int
+    ) -> list[dict[str, float]]:
+        """Metrics of every cell's mixture; cell i samples with seed `seed + i`."""
+        return [cell.evaluate(inputs[i], n, seed + i) for i, cell in enumerate(self.cells)]
+
+    def sample(self, cell: int, inputs: Sequence[Any], n: int, seed: int) -> Tensor:
+        """Samples from one cell's mixture."""
+        return self.cells[cell].sample(inputs, n, seed)
+
+    def state_dicts(self) -> list[dict[str, Any]]:
+        """Every cell's state."""
+        return [cell.state_dict() for cell in self.cells]
+
+    def load_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
+        """Restore every cell."""
+        if len(states) != self.size:
+            raise ValueError(f"checkpoint has {len(states)} cells, the grid has {self.size}")
+        for cell, state in zip(self.cells, states):
+            cell.load_state_dict(state)
+
+    def close(self) -> None:
+        """Nothing to release locally."""

@@ -1,0 +1,36 @@
+"""Shared test set-up: quiet, offline Ray settings and tiny configs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+from raygan.config import RunConfig, config_from_dict  # noqa: E402
+
+
+def tiny_toy_config(**overrides: object) -> RunConfig:
+    """A 2x2 ring-8 grid that runs a generation in well under a second."""
+    base = {
+        "name": "tiny",
+        "seed": 3,
+        "data": {"name": "ring8", "samples": 1600},
+        "networks": {"latent_dim": 8, "g_hidden": 32, "d_hidden": 32, "hidden_layers": 2},
+        "grid": {"rows": 2, "cols": 2},
+        "evolution": {"fitness_sample_size": 200},
+        "mixture": {"samples": 200},
+        "training": {"generations": 3, "batch_size": 50, "lr_g": 1e-3, "lr_d": 1e-3,
+                     "device": "cpu"},
+        "metrics": {"every": 1, "samples": 300},
+    }
+    return config_from_dict(base).replace(**overrides)
+
+
+@pytest.fixture
+def tiny_config() -> RunConfig:
+    """See `tiny_toy_config`."""
+    return tiny_toy_config()

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from raygan.config import ConfigError, RunConfig, config_from_dict, load_config
+
+CONFIGS = sorted((Path(__file__).parent.parent / "tune_configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path: Path) -> None:
+    cfg = load_config(path)
+    assert isinstance(cfg, RunConfig)
+
+
+def test_round_trip_and_overrides() -> None:
+    cfg = load_config(None, ["grid.rows=3", "losses.generator=[heuristic]", "training.lr_g=1e-3"])
+    assert cfg.grid.rows == 3 and cfg.losses.generator == ("heuristic",)
+    assert cfg.training.lr_g == 1e-3
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert cfg.replace(**{"seed": 7}).seed == 7
+
+
+MALFORMED = [
+    ("grid:\n  rowz: 3\n", ["unknown key 'grid.rowz'", "did you mean 'rows'", "allowed keys"]),
+    ("gird:\n  rows: 3\n", ["unknown key 'gird'", "did you mean 'grid'"]),
+    ("grid:\n  rows: 0\n", ["grid.rows", ">= 1"]),
+    ("grid:\n  rows: three\n", ["grid.rows", "expected an integer"]),
+    (
+        "losses:\n  generator: [minimax, wgan]\n",
+        ["losses.generator[1]", "'wgan'", "allowed values", "'least_squares'"],
+    ),
+    ("grid:\n  neighbourhood: hex\n", ["grid.neighbourhood", "'von_neumann'", "'moore'"]),
+    (
+        "evolution:\n  lr_mutation_probability: 1.5\n",
+        ["evolution.lr_mutation_probability", "[0, 1]"],
+    ),
+    ("data:\n  name: imagenet\n", ["data.name", "'mnist5k'"]),
+    ("training:\n  batch_size: 1\n", ["training.batch_size", ">= 2"]),
+    ("mixture:\n  enabled: maybe\n", ["mixture.enabled", "true or false"]),
+    ("resources:\n  gpus_per_cell: 1.5\n", ["resources.gpus_per_cell", "fraction"]),
+    ("- just\n- a list\n", ["top level must be a mapping"]),
+    ("grid: [1, 2]\n", ["grid", "expected a mapping"]),
+    ("grid: {rows: 2\n", ["not valid YAML"]),
+    ("networks: {kind: dcgan}\ndata: {name: ring8}\n", ["networks.kind", "needs image data"]),
+    ("evolution: {lr_min: 0.1, lr_max: 0.01}\n", ["evolution.lr_min", "lr_min <= lr_max"]),
+]
+
+
+@pytest.mark.parametrize("text,fragments", MALFORMED, ids=[m[1][0] for m in MALFORMED])
+def test_malformed_configs_give_clear_errors(
+    tmp_path: Path, text: str, fragments: list[str]
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+
+
+def test_bad_override() -> None:
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(None, ["gridrows"])
+    with pytest.raises(ConfigError, match="seed: expected an integer"):
+        load_config(None, ["seed.x=1"])
+    with pytest.raises(ConfigError, match="is a value, not a section"):
+        load_config(None, ["seed=1", "seed.x=1"])
+    with pytest.raises(ConfigError, match="unknown key 'grid.size'"):
+        load_config(None, ["grid.size=4"])

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from conftest import tiny_toy_config
+
+from raygan.cli import main
+from raygan.engine.checkpoint import load_checkpoint
+from raygan.engine.controller import Controller
+from raygan.engine.pool import LocalCellPool
+from raygan.engine.run import train
+
+
+def _flat_state(states: list[dict]) -> dict[str, object]:
+    out: dict[str, object] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(f"{prefix}[{i}]", v)
+        else:
+            out[prefix] = value
+
+    walk("", states)
+    return out
+
+
+def assert_same_state(a: list[dict], b: list[dict]) -> None:
+    fa, fb = _flat_state(a), _flat_state(b)
+    assert fa.keys() == fb.keys()
+    for key in fa:
+        x, y = fa[key], fb[key]
+        if isinstance(x, torch.Tensor):
+            assert torch.equal(x, y), key
+        else:
+            assert x == y, key
+
+
+def test_2x2_grid_runs_three_generations_in_seconds(tiny_config) -> None:
+    start = time.perf_counter()
+    pool = LocalCellPool(tiny_config)
+    controller = Controller(tiny_config, pool)
+    summaries = [controller.step() for _ in range(3)]
+    elapsed = time.perf_counter() - start
+    assert controller.done and controller.generation == 3
+    assert len(controller.history) == 3 * 4
+    assert {(r["generation"], r["cell"]) for r in controller.history} == {
+        (g, c) for g in range(3) for c in range(4)
+    }
+    for report in summaries[-1].reports:
+        assert len(report.mixture_members) == 3 and report.steps == 8
+        assert (
+            sum(report.mixture_weights) == np.float64(1.0)
+            or abs(sum(report.mixture_weights) - 1) < 1e-9
+        )
+        assert report.g_loss in ("minimax", "heuristic", "least_squares")
+        assert np.isfinite(report.g_fitness) and np.isfinite(report.d_fitness)
+        assert {"modes_covered", "hq_fraction", "reverse_kl", "mode_tvd"} <= report.scores.keys()
+    assert elapsed < 30
+
+
+def test_cells_start_different_and_runs_reproduce(tiny_config) -> None:
+    a = LocalCellPool(tiny_config)
+    w0 = a.cells[0].g.net.state_dict()
+    w1 = a.cells[1].g.net.state_dict()
+    assert any(not torch.equal(w0[k], w1[k]) for k in w0)
+    b = LocalCellPool(tiny_config)
+    ca, cb = Controller(tiny_config, a), Controller(tiny_config, b)
+    for _ in range(2):
+        ca.step()
+        cb.step()
+    assert_same_state(a.state_dicts(), b.state_dicts())
+    other = LocalCellPool(tiny_config.replace(seed=4))
+    assert not torch.equal(
+        other.cells[0].g.net.state_dict()["net.0.weight"],
+        a.cells[0].g.net.state_dict()["net.0.weight"],
+    )
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    cfg = tiny_toy_config(
+        **{"training.generations": 4, "losses.mutation": "batch", "output.checkpoint_every": 1}
+    )
+    train(cfg, tmp_path / "full", progress=False)
+    part = train(cfg, tmp_path / "part", stop_after=2, progress=False)
+    assert part.generation == 2 and not (tmp_path / "part" / "final.json").exists()
+    resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
+    assert resumed.generation == 4
+    _, ctl_full, cells_full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    _, ctl_res, cells_res = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
+    assert_same_state(cells_full, cells_res)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(ctl_full["history"]) == strip(ctl_res["history"])
+    rows = [
+        json.loads(line) for line in (tmp_path / "part" / "cells.jsonl").read_text().splitlines()
+    ]
+    assert [(r["generation"], r["cell"]) for r in rows] == [
+        (g, c) for g in range(4) for c in range(4)
+    ]
+
+
+def test_checkpoint_embeds_config_and_loads_weights_only(tmp_path: Path) -> None:
+    cfg = tiny_toy_config(**{"training.generations": 1})
+    train(cfg, tmp_path, progress=False)
+    data = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert data["format"] == "raygan-checkpoint" and data["raygan_version"]
+    saved, controller, cells = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert saved == cfg and controller["generation"] == 1 and len(cells) == 4
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_selection_off_single_cell_is_plain_gan(tmp_path: Path) -> None:
+    cfg = tiny_toy_config(
+        **{
+            "grid.rows": 1,
+            "grid.cols": 1,
+            "evolution.selection": False,
+            "evolution.replacement": False,
+            "evolution.lr_mutation": "none",
+            "losses.generator": ["heuristic"],
+            "mixture.enabled": False,
+        }
+    )
+    controller = Controller(cfg, LocalCellPool(cfg))
+    reports = [controller.step().reports[0] for _ in range(3)]
+    assert all(r.g_lr == cfg.training.lr_g and r.g_loss == "heuristic" for r in reports)
+    assert all(r.mixture_members == [0] and r.g_parent == 0 for r in reports)
+
+
+def test_nonfinite_centre_is_replaced_by_a_neighbour(tiny_config) -> None:
+    pool = LocalCellPool(tiny_config)
+    controller = Controller(tiny_config, pool)
+    cell = pool.cells[0]
+    with torch.no_grad():
+        for p in cell.g.net.parameters():
+            p.fill_(float("nan"))
+        for p in cell.d.net.parameters():
+            p.fill_(float("nan"))
+    report = controller.step().reports[0]
+    assert np.isfinite(report.g_fitness) and np.isfinite(report.d_fitness)
+    assert all(torch.isfinite(p).all() for p in cell.g.net.parameters())
+    assert all(torch.isfinite(p).all() for p in cell.d.net.parameters())
+
+
+def test_cli_train_writes_outputs(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "data: {name: grid25, samples: 1000}\ngrid: {rows: 1, cols: 2}\n"
+        "networks: {latent_dim: 4, g_hidden: 16, d_hidden: 16}\n"
+        "training: {generations: 2, batch_size: 100, device: cpu}\n"
+        "evolution: {fitness_sample_size: 100}\nmixture: {samples: 100}\n"
+        "metrics: {samples: 200}\n"
+    )
+    out = tmp_path / "run"
+    assert main(["train", str(cfg), "--out", str(out), "--quiet", "--set", "seed=5"]) == 0
+    for name in (
+        "config.yaml",
+        "generations.jsonl",
+        "cells.jsonl",
+        "checkpoint.pt",
+        "samples.png",
+        "final.json",
+    ):
+        assert (out / name).is_file(), name
+    assert (out / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    final = json.loads((out / "final.json").read_text())
+    assert final["generations_completed"] == 2 and "best/modes_covered" in final
+    assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 2  # refuses to overwrite
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["resume", str(out), "--generations", "3", "--quiet"]) == 0
+    assert len((out / "generations.jsonl").read_text().splitlines()) == 3
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_pure_layers_do_not_import_ray() -> None:
+    code = (
+        "import sys, raygan.config, raygan.core.cell, raygan.engine.run, raygan.data, "
+        "raygan.metrics, raygan.engine.pool, raygan.engine.controller; "
+        "bad = [m for m in sys.modules if m == 'ray' or m.startswith('ray.')]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
