@@ -27,7 +27,7 @@ def test_real_data_scores_perfectly() -> None:
     data = load_dataset(DataConfig(name="grid25", samples=5000), seed=1)
     m = toy_metrics(data.samples, data.modes, data.std)
     assert m["modes_covered"] == 25 and m["hq_fraction"] > 0.98
-    assert m["reverse_kl"] < 0.02 and m["mode_tvd"] < 0.05
+    assert m["reverse_kl"] < 0.02 and m["mode_tvd"] < 0.05 and m["coverage_score"] < 0.05
 
 
 def test_collapsed_and_noisy_samples() -> None:
@@ -36,6 +36,7 @@ def test_collapsed_and_noisy_samples() -> None:
     m = toy_metrics(one_mode, modes, 0.01)
     assert m["modes_covered"] == 1 and m["hq_fraction"] == 1.0
     assert m["reverse_kl"] == pytest.approx(math.log(8)) and m["mode_tvd"] == pytest.approx(7 / 8)
+    assert m["coverage_score"] == pytest.approx(7 / 16)
     far = torch.full((50, 2), 10.0)
     m = toy_metrics(far, modes, 0.01)
     assert m["modes_covered"] == 0 and m["hq_fraction"] == 0 and m["mode_tvd"] == pytest.approx(1.0)
@@ -52,3 +53,13 @@ def test_shards_are_disjoint_and_cover() -> None:
     cfg = DataConfig(name="ring8", samples=400)
     data = load_dataset(cfg, 0)
     assert cell_shard(data, cfg, 4, 2).shape == (100, 2)
+
+
+def test_coverage_score_ranks_spread_before_high_quality() -> None:
+    modes = ring_modes()
+    rng = np.random.default_rng(0)
+    near_all = torch.tensor(modes[rng.integers(8, size=800)] * 1.2, dtype=torch.float32)
+    near_one = torch.tensor(modes[[0] * 800] * 1.2, dtype=torch.float32)
+    a, b = toy_metrics(near_all, modes, 0.01), toy_metrics(near_one, modes, 0.01)
+    assert a["mode_tvd"] == b["mode_tvd"] == 1.0  # nothing is high quality yet
+    assert a["coverage_score"] < b["coverage_score"]

@@ -403,15 +403,26 @@ class Cell:
             start += int(c)
         return torch.cat(parts).cpu()
 
-    def sample(self, snapshots: Sequence[Snapshot], n: int, seed: int) -> Tensor:
+    def sample(
+        self, snapshots: Sequence[Snapshot], n: int, seed: int, centre_only: bool = False
+    ) -> Tensor:
         """Draw `n` samples from this cell's mixture over its current neighbourhood.
 
         Uses its own RNG (seeded by `seed`), so sampling never perturbs the training stream.
+
+        Args:
+            snapshots: the neighbours' current centres, in `self.neighbours` order.
+            n: number of samples.
+            seed: sampling seed.
+            centre_only: sample the cell's own generator instead of the mixture.
         """
         self._receive(snapshots)
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.config.networks.latent_dim, generator=gen).to(self.device)
-        return self._mixture_samples([self.g.net, *self._g_slots], self.mixture_weights, z)
+        weights = self.mixture_weights
+        if centre_only:
+            weights = np.eye(len(weights))[0]
+        return self._mixture_samples([self.g.net, *self._g_slots], weights, z)
 
     def evaluate(self, snapshots: Sequence[Snapshot], n: int, seed: int) -> dict[str, float]:
         """Metrics of this cell's mixture (see `CellTask.evaluate`)."""

@@ -63,6 +63,48 @@ def plot_image_samples(path: str | Path, images: Tensor, title: str = "") -> Non
     _save(fig, path)
 
 
+def plot_cell_grid(
+    path: str | Path, images: list[Tensor], rows: int, cols: int, title: str = ""
+) -> None:
+    """Each cell's samples as a small image grid, laid out as the cells sit on the torus."""
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.2 * cols, 2.2 * rows + 0.4), dpi=100, squeeze=False
+    )
+    for i, imgs in enumerate(images):
+        ax = axes[i // cols][i % cols]
+        grid = image_grid(imgs)
+        ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"cell {i}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_heatmap(path: str | Path, values: np.ndarray, label: str, title: str = "") -> None:
+    """Per-cell values (rows x cols) as an annotated heatmap."""
+    fig, ax = plt.subplots(figsize=(1.2 * values.shape[1] + 2, 1.2 * values.shape[0] + 1), dpi=100)
+    im = ax.imshow(values, cmap="viridis_r")
+    for (r, c), v in np.ndenumerate(values):
+        ax.text(
+            c,
+            r,
+            f"{r * values.shape[1] + c}\n{v:.3g}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="w",
+        )
+    ax.set_xticks(range(values.shape[1]))
+    ax.set_yticks(range(values.shape[0]))
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _save(fig: plt.Figure, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

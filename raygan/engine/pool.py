@@ -37,8 +37,10 @@ class CellPool(Protocol):
         """Metrics of every cell's mixture."""
         ...
 
-    def sample(self, cell: int, inputs: Sequence[Any], n: int, seed: int) -> Tensor:
-        """Samples from one cell's mixture."""
+    def sample(
+        self, cell: int, inputs: Sequence[Any], n: int, seed: int, centre_only: bool = False
+    ) -> Tensor:
+        """Samples from one cell's mixture (or its centre generator alone)."""
         ...
 
     def state_dicts(self) -> list[dict[str, Any]]:
@@ -87,9 +89,11 @@ class LocalCellPool:
         """Metrics of every cell's mixture; cell i samples with seed `seed + i`."""
         return [cell.evaluate(inputs[i], n, seed + i) for i, cell in enumerate(self.cells)]
 
-    def sample(self, cell: int, inputs: Sequence[Any], n: int, seed: int) -> Tensor:
-        """Samples from one cell's mixture."""
-        return self.cells[cell].sample(inputs, n, seed)
+    def sample(
+        self, cell: int, inputs: Sequence[Any], n: int, seed: int, centre_only: bool = False
+    ) -> Tensor:
+        """Samples from one cell's mixture (or its centre generator alone)."""
+        return self.cells[cell].sample(inputs, n, seed, centre_only)
 
     def state_dicts(self) -> list[dict[str, Any]]:
         """Every cell's state."""

@@ -89,24 +89,57 @@ class Progress:
 
 
 def write_figures(controller: Controller, out_dir: Path, tag: str = "") -> None:
-    """Samples of the best cell's mixture as a PNG (scatter for toy data, grid for images)."""
+    """PNGs: best mixture's samples, each cell's samples (images) and a per-cell score heatmap.
+
+    Toy data give a scatter over the real points; images give sample grids.
+    """
+    import numpy as np
+
     from raygan.data import load_dataset
-    from raygan.engine.plots import plot_image_samples, plot_toy_samples
+    from raygan.engine.plots import (
+        plot_cell_grid,
+        plot_heatmap,
+        plot_image_samples,
+        plot_toy_samples,
+    )
 
     cfg = controller.config
     best = controller.best_cell
-    handles = controller.route(controller.pool.publish())[best]
-    seed = eval_seed(cfg, controller.generation) + best
-    title = f"{cfg.name}: cell {best} mixture, generation {controller.generation}"
-    name = f"samples{tag}.png"
+    inputs = controller.route(controller.pool.publish())
+    seed = eval_seed(cfg, controller.generation)
+    gen = controller.generation
+    title = f"{cfg.name}: cell {best} mixture, generation {gen}"
     if cfg.data.is_toy:
-        samples = controller.pool.sample(best, handles, cfg.metrics.samples, seed)
+        samples = controller.pool.sample(best, inputs[best], cfg.metrics.samples, seed + best)
         data = load_dataset(cfg.data, cfg.seed)
         assert data.modes is not None
-        plot_toy_samples(out_dir / name, samples, data.samples[:5000], data.modes, title)
+        plot_toy_samples(
+            out_dir / f"samples{tag}.png", samples, data.samples[:5000], data.modes, title
+        )
     else:
-        samples = controller.pool.sample(best, handles, 100, seed)
-        plot_image_samples(out_dir / name, samples, title)
+        samples = controller.pool.sample(best, inputs[best], 100, seed + best)
+        plot_image_samples(out_dir / f"samples{tag}.png", samples, title)
+        per_cell = [
+            controller.pool.sample(i, inputs[i], 36, seed + i, centre_only=True)
+            for i in range(controller.pool.size)
+        ]
+        plot_cell_grid(
+            out_dir / f"cells{tag}.png",
+            per_cell,
+            cfg.grid.rows,
+            cfg.grid.cols,
+            f"{cfg.name}: each cell's generator, generation {gen}",
+        )
+    key = primary_metric(cfg)
+    last = {r["cell"]: r.get("scores", {}).get(key) for r in controller.history if r.get("scores")}
+    if len(last) == controller.pool.size and all(v is not None for v in last.values()):
+        values = np.array([last[i] for i in range(controller.pool.size)], dtype=np.float64)
+        plot_heatmap(
+            out_dir / f"{key}_heatmap{tag}.png",
+            values.reshape(cfg.grid.rows, cfg.grid.cols),
+            key,
+            f"{cfg.name}: per-cell mixture {key}, generation {gen}",
+        )
 
 
 def train(

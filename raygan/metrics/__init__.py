@@ -91,7 +91,7 @@ def evaluate(ctx: MetricContext, samples: Tensor, names: tuple[str, ...]) -> dic
 
 
 def mixture_score_fn(ctx: MetricContext) -> Callable[[Tensor], float]:
-    """What the mixture ES minimises: FID for images, mode TVD for toy data."""
+    """What the mixture ES minimises: FID for images, the coverage score for toy data."""
     if ctx.dataset.is_image:
         return lambda samples: float(ctx.image_scorer().fid(samples))
-    return lambda samples: toy(ctx, samples)["mode_tvd"]
+    return lambda samples: toy(ctx, samples)["coverage_score"]

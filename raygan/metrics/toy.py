@@ -32,6 +32,10 @@ def toy_metrics(samples: Tensor, modes: np.ndarray, std: float) -> dict[str, flo
             there is no high-quality sample: as bad as a single mode).
         mode_tvd: total variation between the histogram of all samples over K modes plus a
             "missed" bin and the ideal (uniform over modes, nothing missed); 0 is perfect.
+        coverage_score: what the mixture ES minimises, `(assignment TVD + miss share) / 2`,
+            where the assignment TVD compares every sample's nearest mode (high quality or not)
+            with uniform: unlike `mode_tvd` it still ranks mixtures before any sample is
+            within 3 std of a mode. 0 is perfect, 1 the worst.
     """
     k = len(modes)
     n = len(samples)
@@ -49,7 +53,10 @@ def toy_metrics(samples: Tensor, modes: np.ndarray, std: float) -> dict[str, flo
         reverse_kl = math.log(k)
     observed = np.append(hist, n - hist.sum()) / n
     ideal = np.append(np.full(k, 1.0 / k), 0.0)
+    assigned = np.bincount(idx[np.isfinite(dist)], minlength=k) / n
+    assignment_tvd = 0.5 * (np.abs(assigned - 1.0 / k).sum() + (1.0 - assigned.sum()))
     return {
+        "coverage_score": float(0.5 * (assignment_tvd + (1.0 - hq.mean()))),
         "modes_covered": float(covered),
         "hq_fraction": float(hq.mean()),
         "reverse_kl": reverse_kl,
