@@ -169,6 +169,7 @@ def test_cli_train_writes_outputs(tmp_path: Path, capsys) -> None:
         "checkpoint.pt",
         "samples.png",
         "final.json",
+        "mode_tvd_heatmap.png",
     ):
         assert (out / name).is_file(), name
     assert (out / "samples.png").read_bytes()[:4] == b"\x89PNG"
