@@ -52,12 +52,16 @@ def image_grid(images: Tensor, nrow: int | None = None) -> np.ndarray:
     return grid
 
 
-def plot_image_samples(path: str | Path, images: Tensor, title: str = "") -> None:
-    """A grid of image samples."""
+def _show_grid(ax: plt.Axes, images: Tensor) -> None:
     grid = image_grid(images)
-    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
     ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
     ax.axis("off")
+
+
+def plot_image_samples(path: str | Path, images: Tensor, title: str = "") -> None:
+    """A grid of image samples."""
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+    _show_grid(ax, images)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     _save(fig, path)
@@ -72,10 +76,8 @@ def plot_cell_grid(
     )
     for i, imgs in enumerate(images):
         ax = axes[i // cols][i % cols]
-        grid = image_grid(imgs)
-        ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+        _show_grid(ax, imgs)
         ax.set_title(f"cell {i}", fontsize=8)
-        ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     _save(fig, path)
