@@ -15,7 +15,7 @@ from torch import Tensor
 from raygan.config import RunConfig
 from raygan.core.cell import Cell, CellReport, cell_seeds, resolve_device
 from raygan.data import load_dataset
-from raygan.engine.task import build_cell, grid_of, metric_context, torch_threads
+from raygan.engine.task import build_cell, grid_of, metric_context
 
 
 class CellPool(Protocol):
@@ -65,7 +65,7 @@ class LocalCellPool:
 
     def __init__(self, config: RunConfig) -> None:
         n = grid_of(config).size
-        torch.set_num_threads(torch_threads(config))
+        torch.set_num_threads(config.resources.cell_threads())
         dataset = load_dataset(config.data, config.seed)
         device = resolve_device(config.training.device)
         context = metric_context(config, dataset, str(device))

@@ -18,18 +18,6 @@ from raygan.data import Dataset, cell_shard, load_dataset
 from raygan.metrics import MetricContext, default_metrics, evaluate, mixture_score_fn
 
 
-def torch_threads(config: RunConfig) -> int:
-    """Intra-op threads per cell: `resources.torch_threads`, else the cell's CPU share (>= 1).
-
-    Small networks run far slower with more threads than cores (on 2 busy cores a 1x1 grid
-    took 90x longer with 2 threads than with 1), so cells never take more than their share.
-    """
-    res = config.resources
-    if res.torch_threads is not None:
-        return res.torch_threads
-    return max(1, int(res.cpus_per_cell))
-
-
 def grid_of(config: RunConfig) -> Grid:
     """The grid described by the config."""
     g = config.grid

@@ -1,0 +1,129 @@
+"""DCGAN generator and discriminator (Radford et al., 2016) for small square images.
+
+Each supported side length is reached from a small base grid by stride-2 steps:
+28 = 7 * 2**2 (MNIST), 32 = 4 * 2**3 (CIFAR-10), 64 = 4 * 2**4 (CelebA); 8 and 16 are also
+accepted so that the tiny embedded digits set can use the same networks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+# side length -> (base grid side, number of stride-2 steps)
+_LAYOUTS: dict[int, tuple[int, int]] = {8: (4, 1), 16: (4, 2), 28: (7, 2), 32: (4, 3), 64: (4, 4)}
+SUPPORTED_SIZES: tuple[int, ...] = tuple(sorted(_LAYOUTS))
+
+
+def _layout(image_shape: tuple[int, int, int], width: int) -> tuple[int, int, int]:
+    """Validate the arguments and return (channels, base side, number of stride-2 steps)."""
+    if len(image_shape) != 3:
+        raise ValueError(f"image_shape must be (C, H, W), got {image_shape}")
+    channels, height, side = image_shape
+    if channels <= 0:
+        raise ValueError(f"image_shape needs a positive channel count, got {image_shape}")
+    if height != side or side not in _LAYOUTS:
+        sizes = ", ".join(f"{s}x{s}" for s in SUPPORTED_SIZES)
+        raise ValueError(f"DCGAN supports square images of size {sizes}; got {height}x{side}")
+    if width <= 0:
+        raise ValueError(f"width must be positive, got {width}")
+    base, steps = _LAYOUTS[side]
+    return channels, base, steps
+
+
+class DCGANGenerator(nn.Module):
+    """Latent vector -> image with transposed convolutions, batch norm, ReLU and tanh output.
+
+    Args:
+        latent_dim: Size of the input noise vector.
+        image_shape: Output ``(C, H, W)``; H == W must be one of :data:`SUPPORTED_SIZES`.
+        width: Channel count of the last hidden layer; earlier layers double it per step.
+    """
+
+    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], width: int = 64) -> None:
+        super().__init__()
+        if latent_dim <= 0:
+            raise ValueError(f"latent_dim must be positive, got {latent_dim}")
+        channels, base, steps = _layout(image_shape, width)
+        self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
+        hidden = width * 2 ** (steps - 1)
+        # A full-size transposed conv on a 1x1 input is the classic DCGAN "project and reshape".
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, hidden, base, 1, 0, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(True),
+        ]
+        for _ in range(steps - 1):
+            layers += [
+                nn.ConvTranspose2d(hidden, hidden // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(hidden // 2),
+                nn.ReLU(True),
+            ]
+            hidden //= 2
+        layers += [nn.ConvTranspose2d(hidden, channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Map noise of shape ``(B, latent_dim)`` to images ``(B, C, H, W)`` in ``[-1, 1]``."""
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"expected z of shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+        return self.net(z[:, :, None, None])
+
+
+class DCGANDiscriminator(nn.Module):
+    """Image -> logit with strided convolutions, LeakyReLU(0.2) and batch norm.
+
+    The first layer has no batch norm (as in DCGAN); the output is a raw logit per image.
+
+    Args:
+        image_shape: Input ``(C, H, W)``; H == W must be one of :data:`SUPPORTED_SIZES`.
+        width: Channel count of the first layer; later layers double it per step.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], width: int = 64) -> None:
+        super().__init__()
+        channels, base, steps = _layout(image_shape, width)
+        self.image_shape = tuple(image_shape)
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        hidden = width
+        for _ in range(steps - 1):
+            layers += [
+                nn.Conv2d(hidden, hidden * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(hidden * 2),
+                nn.LeakyReLU(0.2, True),
+            ]
+            hidden *= 2
+        # A base x base kernel collapses the remaining grid to one logit.
+        layers.append(nn.Conv2d(hidden, 1, base, 1, 0))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map images ``(B, C, H, W)`` to logits of shape ``(B,)``."""
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"expected images of shape (B, {', '.join(map(str, self.image_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        return self.net(x).flatten()
+
+
+def init_dcgan_weights(module: nn.Module, generator: torch.Generator) -> None:
+    """Apply the DCGAN initialisation to every layer of ``module`` in place.
+
+    Conv weights are drawn from N(0, 0.02), batch-norm scales from N(1, 0.02); biases and
+    batch-norm shifts are set to zero.
+
+    Args:
+        module: Network whose layers are re-initialised.
+        generator: Source of randomness, so that initialisation never touches global RNG.
+    """
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.normal_(m.weight, 0.0, 0.02, generator=generator)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02, generator=generator)
+                nn.init.zeros_(m.bias)

@@ -1,0 +1,297 @@
+"""`RayCellPool`: every cell in its own Ray actor, all reserved in one placement group.
+
+Handles are ObjectRefs: the controller routes references, and weights move from actor to actor
+through the object store. After each generation the pool keeps a reference to every cell's
+state (produced by the same task as its report, so it costs no extra round trip). If an actor
+dies, the pool recreates it in the same bundle, restores every cell to the start of the
+interrupted generation and runs that generation again, so a run with failures gives the same
+results as one without.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import ray
+import torch
+from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayError
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from torch import Tensor
+
+from raygan.config import RunConfig
+from raygan.core.cell import CellReport
+from raygan.distributed.actor import remote_cell_class
+from raygan.distributed.resources import actor_options, cell_bundle, describe_request
+from raygan.engine.task import grid_of
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_RETRIES = 3
+"""Attempts at one generation (or evaluation) after the first before the pool gives up."""
+
+
+def ensure_ray() -> None:
+    """Start or join Ray if this process has not: `RAY_ADDRESS` if set, else a local instance."""
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+    else:  # a private local instance; its dashboard would only cost start-up time
+        ray.init(include_dashboard=False)
+
+
+class RayCellPool:
+    """Cells as Ray actors; the same interface and results as `engine.pool.LocalCellPool`.
+
+    Args:
+        config: the run configuration (`resources` says what each cell reserves).
+        max_retries: how many times one generation is retried after actor failures.
+
+    Attributes:
+        size: number of cells.
+        restarts: number of actors recreated after a failure, over the pool's life.
+        actors: the current actor handles, by cell index.
+    """
+
+    def __init__(self, config: RunConfig, max_retries: int = MAX_RETRIES) -> None:
+        ensure_ray()
+        self.config = config
+        self.size = grid_of(config).size
+        self.max_retries = max_retries
+        self.restarts = 0
+        res = config.resources
+        self._bundle = cell_bundle(res)
+        self._options = actor_options(res)
+        self._actor_cls = remote_cell_class(self._options["num_cpus"], self._options["num_gpus"])
+        self._pg: PlacementGroup | None = self._reserve()
+        self.actors: list[Any] = []
+        self._handle_cell: dict[Any, int] = {}  # last published handles -> cell index
+        self._failure: BaseException | None = None  # the error that triggered a restore
+        try:
+            self.actors = [self._new_actor(i) for i in range(self.size)]
+            ray.get([a.ping.remote() for a in self.actors])
+            # restart point before the first generation
+            self._states: list[Any] = [a.state_dict.remote() for a in self.actors]
+        except BaseException:
+            self.close()
+            raise
+
+    # -- placement --------------------------------------------------------------------------
+    def _reserve(self) -> PlacementGroup:
+        res = self.config.resources
+        pg = placement_group([dict(self._bundle)] * self.size, strategy=res.placement_strategy)
+        try:
+            ray.get(pg.ready(), timeout=res.placement_timeout_s)
+        except GetTimeoutError:
+            remove_placement_group(pg)
+            raise RuntimeError(
+                f"could not reserve {describe_request(res, self.size)} within "
+                f"placement_timeout_s={res.placement_timeout_s:g}s; the cluster has "
+                f"{_fmt(ray.cluster_resources())} in total, {_fmt(ray.available_resources())} "
+                "available. Lower resources.cpus_per_cell / resources.gpus_per_cell, use a "
+                "smaller grid (grid.rows, grid.cols), relax resources.placement_strategy (PACK "
+                "or SPREAD), raise resources.placement_timeout_s if nodes are still joining, or "
+                "add nodes to the cluster."
+            ) from None
+        return pg
+
+    def _new_actor(self, index: int) -> Any:
+        strategy = PlacementGroupSchedulingStrategy(
+            placement_group=self._pg, placement_group_bundle_index=index
+        )
+        return self._actor_cls.options(
+            runtime_env=self._options["runtime_env"],
+            scheduling_strategy=strategy,
+        ).remote(self.config, index)
+
+    # -- the CellPool interface -------------------------------------------------------------
+    def publish(self) -> list[Any]:
+        """References to every centre's snapshot (each actor puts its own in the store)."""
+        handles = [a.publish.remote() for a in self.actors]
+        self._handle_cell = {h: i for i, h in enumerate(handles)}
+        return handles
+
+    def run_generation(self, generation: int, inputs: Sequence[Sequence[Any]]) -> list[CellReport]:
+        """Run one generation in every actor in parallel, retrying it after actor failures."""
+
+        def attempt(rows: list[list[Any]]) -> tuple[list[CellReport], list[Any], list[Any]]:
+            report_refs, state_refs, finite_refs = self._submit_generation(generation, rows)
+            return ray.get(report_refs), state_refs, ray.get(finite_refs)
+
+        reports, states, finite = self._retrying(f"generation {generation}", inputs, attempt)
+        # only a generation every cell finished becomes the new restart point
+        self._states = states
+        for report, was in zip(reports, finite):
+            _log_nonfinite(report, was)
+        return reports
+
+    def _submit_generation(
+        self, generation: int, inputs: Sequence[Sequence[Any]]
+    ) -> tuple[list[Any], list[Any], list[Any]]:
+        """Start every cell's generation; returns (report, state, centre-finite) refs."""
+        triples = [
+            a.run_generation.options(num_returns=3).remote(generation, list(inputs[i]))
+            for i, a in enumerate(self.actors)
+        ]
+        return [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]
+
+    def evaluate(
+        self, inputs: Sequence[Sequence[Any]], n: int, seed: int
+    ) -> list[dict[str, float]]:
+        """Metrics of every cell's mixture; cell i samples with seed `seed + i`."""
+
+        def attempt(rows: list[list[Any]]) -> list[dict[str, float]]:
+            refs = [a.evaluate.remote(rows[i], n, seed + i) for i, a in enumerate(self.actors)]
+            return list(ray.get(refs))
+
+        return self._retrying("evaluation", inputs, attempt)
+
+    def sample(
+        self, cell: int, inputs: Sequence[Any], n: int, seed: int, centre_only: bool = False
+    ) -> Tensor:
+        """Samples from one cell's mixture (or its centre generator alone), as a CPU tensor."""
+
+        def attempt(rows: list[list[Any]]) -> Tensor:
+            array = ray.get(self.actors[cell].sample.remote(rows[0], n, seed, centre_only))
+            # the array is a read-only view of the object store; torch needs its own copy
+            return torch.from_numpy(np.array(array, copy=True))
+
+        return self._retrying(f"sampling cell {cell}", [inputs], attempt)
+
+    def state_dicts(self) -> list[dict[str, Any]]:
+        """Every cell's state after the last completed generation."""
+        return list(ray.get(self._states))
+
+    def load_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
+        """Restore every cell; the given states become the restart point."""
+        if len(states) != self.size:
+            raise ValueError(f"checkpoint has {len(states)} cells, the grid has {self.size}")
+        refs = [ray.put(s) for s in states]
+        ray.get([a.load_state_dict.remote(r) for a, r in zip(self.actors, refs)])
+        self._states = refs
+
+    def close(self) -> None:
+        """Kill this pool's actors and release its placement group (Ray itself keeps running)."""
+        for actor in self.actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # already dead or Ray shut down: nothing left to release
+                pass
+        self.actors = []
+        if self._pg is not None:
+            try:
+                remove_placement_group(self._pg)
+            except Exception:
+                pass
+            self._pg = None
+
+    # -- fault tolerance --------------------------------------------------------------------
+    def _retrying(
+        self, what: str, inputs: Sequence[Sequence[Any]], call: Callable[[list[list[Any]]], T]
+    ) -> T:
+        """`call(inputs)`, restarting dead actors and rolling back between attempts.
+
+        A Ray error with no dead actor behind it (a bug in the cell code, bad inputs) is raised
+        as is, after rolling the cells back so the pool stays consistent; actor failures are
+        retried up to `max_retries` times.
+        """
+        rows = [list(r) for r in inputs]
+        failures = 0
+        dead: list[int] = []
+        while True:
+            try:
+                if failures:
+                    rows = self._restore(dead, what, failures, rows)
+                return call(rows)
+            except RayError as exc:
+                dead = self._dead_cells()
+                if not dead and not isinstance(exc, (RayActorError, ObjectLostError)):
+                    self._roll_back()
+                    raise
+                failures += 1
+                if failures > self.max_retries:
+                    raise RuntimeError(
+                        f"{what} failed {failures} times after cell actor failures (dead now: "
+                        f"{dead}); giving up (max_retries={self.max_retries})"
+                    ) from exc
+                self._failure = exc
+
+    def _roll_back(self) -> None:
+        # cells that finished before another one failed are a generation ahead; put them back
+        # so a checkpoint written while the error propagates is consistent
+        try:
+            ray.get([a.load_state_dict.remote(s) for a, s in zip(self.actors, self._states)])
+        except RayError as exc:
+            log.warning("could not roll the cells back after an error: %s", exc)
+
+    def _dead_cells(self) -> list[int]:
+        """Cells whose actor no longer answers (waits for live actors' queued work)."""
+        refs = [a.ping.remote() for a in self.actors]
+        dead = []
+        for i, ref in enumerate(refs):
+            try:
+                ray.get(ref)
+            except RayActorError:
+                dead.append(i)
+        return dead
+
+    def _restore(
+        self, dead: list[int], what: str, failures: int, inputs: list[list[Any]]
+    ) -> list[list[Any]]:
+        """Recreate dead actors, roll every cell back to the restart point, re-publish.
+
+        Returns the inputs rewritten to the new snapshot handles.
+        """
+        for i in dead:
+            self.restarts += 1
+            log.warning(
+                "%s: cell actor %d died (%s); restarting it (restart %d, attempt %d of %d)",
+                what, i, type(self._failure).__name__, self.restarts, failures,
+                self.max_retries,
+            )
+            self.actors[i] = self._new_actor(i)
+        # every cell back to the same consistent point, so the retry repeats the generation
+        # exactly and nothing is counted twice
+        ray.get([a.load_state_dict.remote(s) for a, s in zip(self.actors, self._states)])
+        old = self._handle_cell
+        fresh = self.publish()
+        try:
+            return [[fresh[old[h]] for h in row] for row in inputs]
+        except KeyError:
+            raise RuntimeError(
+                f"{what}: cannot retry, the inputs are not handles from this pool's last publish"
+            ) from self._failure
+
+
+def _log_nonfinite(report: CellReport, was_finite: dict[str, bool]) -> None:
+    """Make NaN/inf events visible: a broken centre and what replaced it, or a broken step."""
+    for side in ("g", "d"):
+        if was_finite[side]:
+            continue
+        parent = report.g_parent if side == "g" else report.d_parent
+        outcome = (f"replaced by cell {parent}'s" if parent != report.cell
+                   else "NOT replaced (no finite member was better)")
+        log.warning("cell %d, generation %d: the centre %s had non-finite weights; %s",
+                    report.cell, report.generation, side.upper(), outcome)
+    if report.nonfinite:
+        log.warning("cell %d, generation %d: training hit a non-finite loss after %d steps",
+                    report.cell, report.generation, report.steps)
+
+
+def _fmt(resources: dict[str, float]) -> str:
+    """CPU, GPU and memory of a Ray resource dict, readable ("{CPU: 4, memory: 7.5 GiB}")."""
+    parts = []
+    for key in ("CPU", "GPU", "memory"):
+        if key in resources:
+            value = resources[key]
+            parts.append(f"memory: {value / 2**30:.1f} GiB" if key == "memory"
+                         else f"{key}: {value:g}")
+    return "{" + ", ".join(parts) + "}"

@@ -1,0 +1,304 @@
+"""The Ray backend: same results as the local pool, actor restarts, NaN centres, placement.
+
+One Ray instance serves the whole module and one 2x2 pool (4 small actors) serves every test
+that needs actors; each test first rolls the pool back to its initial states.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_toy_config
+
+from raygan.config import ConfigError, ResourcesConfig, RunConfig
+from raygan.distributed import (
+    actor_options,
+    cell_bundle,
+    cells_per_gpu,
+    memory_fraction,
+    validate_gpus,
+)
+from raygan.engine.controller import Controller
+from raygan.engine.pool import LocalCellPool
+
+ray = pytest.importorskip("ray")
+
+# half a CPU per cell: the 2x2 grid fits in 2 of the 4 logical CPUs, leaving room for restarts
+POOL_CONFIG: RunConfig = tiny_toy_config(**{"resources.cpus_per_cell": 0.5})
+
+
+# -- pure resource arithmetic ---------------------------------------------------------------
+def test_cell_bundle_and_gpu_shares() -> None:
+    assert cell_bundle(ResourcesConfig(cpus_per_cell=1.0)) == {"CPU": 1.0}
+    assert cell_bundle(ResourcesConfig(cpus_per_cell=2, gpus_per_cell=0.25)) == {
+        "CPU": 2.0, "GPU": 0.25}
+    assert cell_bundle(ResourcesConfig(cpus_per_cell=0, gpus_per_cell=1)) == {"GPU": 1.0}
+    with pytest.raises(ValueError, match="must reserve some resource"):
+        cell_bundle(ResourcesConfig(cpus_per_cell=0, gpus_per_cell=0))
+    assert memory_fraction(0.25) == 0.25
+    assert memory_fraction(0.0) is None and memory_fraction(1.0) is None
+    assert memory_fraction(2.0) is None
+    assert cells_per_gpu(0.25) == 4
+    assert cells_per_gpu(1 / 3) == 3
+    assert cells_per_gpu(0.3) == 3
+    assert cells_per_gpu(0.1) == 10
+    assert cells_per_gpu(1.0) == 1
+    assert cells_per_gpu(2.0) == 0
+    with pytest.raises(ValueError):
+        cells_per_gpu(0.0)
+    for bad in (1.5, -0.5, math.nan):
+        with pytest.raises(ValueError):
+            validate_gpus(bad)
+    assert validate_gpus(3) == 3.0
+    with pytest.raises(ConfigError, match="gpus_per_cell"):
+        ResourcesConfig(gpus_per_cell=1.5)
+
+
+def test_actor_options_threads_and_visible_devices() -> None:
+    cpu = actor_options(ResourcesConfig(cpus_per_cell=0.5))
+    assert cpu["num_cpus"] == 0.5 and cpu["num_gpus"] == 0.0
+    env = cpu["runtime_env"]["env_vars"]
+    assert env["CUDA_VISIBLE_DEVICES"] == "" and env["OMP_NUM_THREADS"] == "1"
+    gpu = actor_options(ResourcesConfig(cpus_per_cell=3, gpus_per_cell=0.5))
+    assert gpu["num_gpus"] == 0.5
+    assert "CUDA_VISIBLE_DEVICES" not in gpu["runtime_env"]["env_vars"]  # Ray sets it
+    assert gpu["runtime_env"]["env_vars"]["OMP_NUM_THREADS"] == "3"
+    assert ResourcesConfig(cpus_per_cell=3, torch_threads=2).cell_threads() == 2
+
+
+def test_resource_helpers_do_not_import_ray() -> None:
+    code = "import sys, raygan.distributed as d; d.cell_bundle; assert 'ray' not in sys.modules"
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)
+
+
+# -- fixtures -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    """One Ray instance for the module (reused if something already started one)."""
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def pool_and_start(ray_session: None) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
+    """A 2x2 RayCellPool and its cells' initial states."""
+    from raygan.distributed import RayCellPool
+
+    pool = RayCellPool(POOL_CONFIG)
+    try:
+        yield pool, pool.state_dicts()
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def pool(pool_and_start: tuple[Any, list[dict[str, Any]]]) -> Any:
+    """The module's pool, rolled back to generation 0."""
+    ray_pool, start = pool_and_start
+    ray_pool.load_state_dicts(start)
+    return ray_pool
+
+
+@pytest.fixture(scope="module")
+def reference() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """History and final states of an uninterrupted local run of `POOL_CONFIG`."""
+    local = LocalCellPool(POOL_CONFIG)
+    controller = Controller(POOL_CONFIG, local)
+    while not controller.done:
+        controller.step()
+    return controller.history, local.state_dicts()
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _without_seconds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def _assert_same(a: Any, b: Any, where: str = "state") -> None:
+    """Exact equality of nested states (tensors bit for bit, NaN equal to NaN)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
+        assert torch.equal(a, b) or (
+            a.is_floating_point() and torch.equal(a.isnan(), b.isnan())
+            and torch.equal(a.nan_to_num(), b.nan_to_num())
+        ), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b), where
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    else:
+        assert a == b, where
+
+
+def _run(controller: Controller) -> None:
+    while not controller.done:
+        controller.step()
+
+
+# -- the pool -------------------------------------------------------------------------------
+def test_actors_are_cpu_only_with_one_thread(pool: Any) -> None:
+    info = ray.get([a.ping.remote() for a in pool.actors])
+    assert [i["cell"] for i in info] == [0, 1, 2, 3]
+    assert all(i["device"] == "cpu" and i["threads"] == 1 for i in info)
+    assert all(i["cuda_visible_devices"] == "" for i in info)
+    assert len({i["pid"] for i in info}) == 4
+
+
+def test_ray_matches_local(pool: Any, reference: tuple[list[Any], list[Any]]) -> None:
+    history, states = reference
+    controller = Controller(POOL_CONFIG, pool)
+    _run(controller)
+    assert len(controller.history) == len(history) == 12
+    assert _without_seconds(controller.history) == _without_seconds(history)
+    _assert_same(pool.state_dicts(), states)
+    # handles are references, and samples come back as torch tensors like the local pool's
+    handles = pool.publish()
+    assert all(isinstance(h, ray.ObjectRef) for h in handles)
+    samples = pool.sample(0, controller.route(handles)[0], 50, seed=5)
+    assert isinstance(samples, torch.Tensor) and samples.shape == (50, 2)
+    centre = pool.sample(0, controller.route(handles)[0], 50, seed=5, centre_only=True)
+    assert centre.shape == (50, 2) and not torch.equal(centre, samples)
+
+
+def test_actor_killed_between_and_during_generations(
+    pool: Any, reference: tuple[list[Any], list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    history, states = reference
+    before = pool.restarts
+    submit = pool._submit_generation
+    killed: list[int] = []
+
+    def submit_then_kill(generation: int, inputs: Any) -> Any:
+        refs = submit(generation, inputs)
+        if generation == 2 and not killed:  # the generation is in flight: tasks submitted
+            killed.append(generation)
+            ray.kill(pool.actors[1], no_restart=True)
+        return refs
+
+    monkeypatch.setattr(pool, "_submit_generation", submit_then_kill)
+    controller = Controller(POOL_CONFIG, pool)
+    controller.step()
+    ray.kill(pool.actors[2], no_restart=True)  # between generations 0 and 1
+    _run(controller)
+
+    assert killed == [2]
+    assert pool.restarts - before == 2
+    keys = [(row["generation"], row["cell"]) for row in controller.history]
+    assert sorted(keys) == [(g, c) for g in range(3) for c in range(4)]  # each exactly once
+    assert [s["generation"] for s in controller.summaries] == [0, 1, 2]
+    assert _without_seconds(controller.history) == _without_seconds(history)
+    _assert_same(pool.state_dicts(), states)
+
+
+def test_error_in_cell_code_is_not_retried(pool: Any) -> None:
+    before = pool.restarts
+    routed = Controller(POOL_CONFIG, pool).route(pool.publish())
+    routed[0] = routed[0][::-1]  # cell 0 gets its neighbours in the wrong order
+    with pytest.raises(ray.exceptions.RayTaskError, match="expects neighbours"):
+        pool.run_generation(0, routed)
+    assert pool.restarts == before
+    # the cells that did finish were rolled back to the restart point
+    live = ray.get([a.state_dict.remote() for a in pool.actors])
+    assert [s["generation"] for s in live] == [0, 0, 0, 0]
+
+
+def test_gives_up_after_max_retries(pool: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def always_lost(generation: int, inputs: Any) -> Any:
+        calls.append(generation)
+        raise ray.exceptions.RayActorError()
+
+    monkeypatch.setattr(pool, "_submit_generation", always_lost)
+    monkeypatch.setattr(pool, "max_retries", 1)
+    routed = Controller(POOL_CONFIG, pool).route(pool.publish())
+    with pytest.raises(RuntimeError, match="failed 2 times .* giving up"):
+        pool.run_generation(0, routed)
+    assert calls == [0, 0]
+
+
+def test_nan_centre_is_replaced_by_a_neighbour(
+    pool: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    states = pool.state_dicts()
+    for side in ("g", "d"):
+        for tensor in states[0][side]["net"].values():
+            if tensor.is_floating_point():
+                tensor.fill_(math.nan)
+    pool.load_state_dicts(states)
+    controller = Controller(POOL_CONFIG, pool)
+    with caplog.at_level(logging.WARNING, logger="raygan.distributed.pool"):
+        report = controller.step().reports[0]
+    neighbours = set(controller.neighbourhoods[0][1:])
+    assert report.g_parent in neighbours and report.d_parent in neighbours
+    assert math.isfinite(report.g_fitness) and math.isfinite(report.d_fitness)
+    after = pool.state_dicts()[0]
+    for side in ("g", "d"):
+        for name, tensor in after[side]["net"].items():
+            assert bool(torch.isfinite(tensor).all()), f"{side}.{name} still non-finite"
+    assert "non-finite weights; replaced by cell" in caplog.text
+
+
+def test_placement_larger_than_cluster_fails_clearly(ray_session: None) -> None:
+    from raygan.distributed import RayCellPool
+
+    config = tiny_toy_config(**{"resources.cpus_per_cell": 64.0,
+                                "resources.placement_timeout_s": 3.0})
+    groups_before = _live_groups()
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError) as info:
+        RayCellPool(config)
+    assert time.perf_counter() - start < 15
+    message = str(info.value)
+    assert "4 bundles of {'CPU': 64.0}" in message
+    assert f"the cluster has {{CPU: {ray.cluster_resources()['CPU']:g}" in message
+    assert "resources.cpus_per_cell" in message and "placement_timeout_s" in message
+    assert _live_groups() == groups_before  # the failed group was removed
+
+
+def _live_groups() -> set[str]:
+    table = ray.util.placement_group_table()
+    return {pg_id for pg_id, info in table.items() if info["state"] != "REMOVED"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fractional_gpu_cells(ray_session: None) -> None:
+    from raygan.distributed import RayCellPool
+
+    config = tiny_toy_config(**{"resources.cpus_per_cell": 0.5, "resources.gpus_per_cell": 0.25,
+                                "training.device": "auto", "training.generations": 1})
+    gpu_pool = RayCellPool(config)
+    try:
+        info = ray.get([a.ping.remote() for a in gpu_pool.actors])
+        assert all(i["device"].startswith("cuda") for i in info)
+        controller = Controller(config, gpu_pool)
+        _run(controller)
+        assert len(controller.history) == 4
+    finally:
+        gpu_pool.close()

@@ -1,0 +1,207 @@
+"""Image loaders, checked on tiny fake files in torchvision's exact on-disk formats."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from raygan.data.images import (
+    IMAGE_DATASETS,
+    DatasetMissingError,
+    ImageData,
+    load_image_dataset,
+)
+
+
+def _exists_only(path: str, md5: str | None = None) -> bool:
+    # Stand-in for torchvision's md5 check: fake files cannot match the real checksums.
+    return os.path.isfile(path)
+
+
+@pytest.fixture
+def skip_md5(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make torchvision accept fake CIFAR-10 and CelebA files."""
+    import torchvision.datasets.celeba as celeba
+    import torchvision.datasets.cifar as cifar
+
+    monkeypatch.setattr(cifar, "check_integrity", _exists_only)
+    monkeypatch.setattr(celeba, "check_integrity", _exists_only)
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    # idx header: two zero bytes, dtype code 0x08 (ubyte), ndim, then big-endian int32 dims.
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _write_mnist(root: Path, folder: str, n_train: int, n_test: int) -> dict[str, np.ndarray]:
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        images[0] = 0  # a known all-black image maps to exactly -1
+        images[1] = 255  # and an all-white one to exactly +1
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        arrays[prefix] = labels
+    return arrays
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")]
+)
+def test_mnist_like_loaders_read_idx_files(tmp_path: Path, name: str, folder: str) -> None:
+    labels = _write_mnist(tmp_path, folder, n_train=12, n_test=7)
+    data = load_image_dataset(name, root=tmp_path)
+    assert data.shape == (1, 28, 28) and len(data) == 12
+    assert data.images.dtype == torch.float32 and data.labels.dtype == torch.int64
+    assert torch.equal(data.images[0], torch.full((1, 28, 28), -1.0))
+    assert torch.equal(data.images[1], torch.full((1, 28, 28), 1.0))
+    assert data.images.min() >= -1.0 and data.images.max() <= 1.0
+    assert data.labels.tolist() == labels["train"].tolist()
+    assert data.name == name and data.num_classes == 10
+
+    test = load_image_dataset(name, root=tmp_path, train=False, image_size=32)
+    assert test.shape == (1, 32, 32) and len(test) == 7
+    assert test.labels.tolist() == labels["t10k"].tolist()
+    assert test.images.min() >= -1.0 and test.images.max() <= 1.0
+
+
+def _write_cifar(root: Path, per_batch: int) -> None:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for k, name in enumerate(names):
+        data = rng.integers(0, 256, size=(per_batch, 3 * 32 * 32), dtype=np.uint8)
+        # Mark each batch: red channel of the first pixel holds the batch number.
+        data[:, 0] = k
+        entry = {"data": data, "labels": [(k + j) % 10 for j in range(per_batch)]}
+        with open(folder / name, "wb") as handle:
+            pickle.dump(entry, handle)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, handle)
+
+
+@pytest.mark.usefixtures("skip_md5")
+def test_cifar10_loader_reads_pickled_batches(tmp_path: Path) -> None:
+    _write_cifar(tmp_path, per_batch=3)
+    data = load_image_dataset("cifar10", root=tmp_path)
+    assert data.shape == (3, 32, 32) and len(data) == 15
+    assert data.images.min() >= -1.0 and data.images.max() <= 1.0
+    # CHW layout must be restored from torchvision's HWC array: channel 0, pixel (0, 0).
+    expected = torch.tensor([2.0 * k / 255.0 - 1.0 for k in range(5) for _ in range(3)])
+    assert torch.allclose(data.images[:, 0, 0, 0], expected)
+    assert data.labels.tolist() == [(k + j) % 10 for k in range(5) for j in range(3)]
+
+    test = load_image_dataset("cifar10", root=tmp_path, train=False, image_size=64)
+    assert test.shape == (3, 64, 64) and len(test) == 3
+    assert test.labels.tolist() == [5, 6, 7]
+
+
+_ATTRS = ["5_o_Clock_Shadow", "Arched_Eyebrows"] + [f"attr{i}" for i in range(38)]
+
+
+def _write_celeba(root: Path, partitions: list[int]) -> None:
+    folder = root / "celeba"
+    (folder / "img_align_celeba").mkdir(parents=True)
+    names = [f"{i + 1:06d}.jpg" for i in range(len(partitions))]
+    for i, name in enumerate(names):
+        # 178x218 like the aligned CelebA images; brightness encodes the index.
+        Image.new("RGB", (178, 218), color=(40 * i, 100, 200)).save(
+            folder / "img_align_celeba" / name
+        )
+    lines = {
+        "list_eval_partition.txt": [f"{n} {p}" for n, p in zip(names, partitions, strict=True)],
+        "identity_CelebA.txt": [f"{n} {i + 1}" for i, n in enumerate(names)],
+        "list_bbox_celeba.txt": [str(len(names)), "image_id x_1 y_1 width height"]
+        + [f"{n} 95 71 226 313" for n in names],
+        "list_landmarks_align_celeba.txt": [
+            str(len(names)),
+            "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y "
+            "leftmouth_x leftmouth_y rightmouth_x rightmouth_y",
+        ]
+        + [f"{n} 69 109 106 113 77 142 73 152 108 154" for n in names],
+        "list_attr_celeba.txt": [str(len(names)), " ".join(_ATTRS)]
+        + [f"{n} " + " ".join(["-1", "1"] * 20) for n in names],
+    }
+    for filename, rows in lines.items():
+        (folder / filename).write_text("\n".join(rows) + "\n")
+
+
+@pytest.mark.usefixtures("skip_md5")
+def test_celeba_loader_crops_resizes_and_splits(tmp_path: Path) -> None:
+    _write_celeba(tmp_path, partitions=[0, 0, 0, 1, 2, 2])
+    data = load_image_dataset("celeba", root=tmp_path)
+    assert data.shape == (3, 64, 64) and len(data) == 3
+    assert data.labels.tolist() == [-1, -1, -1] and data.num_classes == 0
+    assert data.images.min() >= -1.0 and data.images.max() <= 1.0
+    # Uniform images stay uniform through crop + resize (JPEG may shift values slightly).
+    red = data.images[:, 0].mean(dim=(1, 2))
+    expected = torch.tensor([2.0 * 40 * i / 255.0 - 1.0 for i in range(3)])
+    assert torch.allclose(red, expected, atol=0.05)
+
+    test = load_image_dataset("celeba", root=tmp_path, train=False, image_size=32)
+    assert test.shape == (3, 32, 32) and len(test) == 2
+
+
+def test_mnist5k_is_embedded_and_scaled() -> None:
+    data = load_image_dataset("mnist5k", root="/nonexistent")
+    assert data.shape == (1, 28, 28) and len(data) == 5000
+    assert float(data.images.min()) == -1.0 and float(data.images.max()) == 1.0
+    assert torch.bincount(data.labels).tolist() == [500] * 10
+    resized = load_image_dataset("mnist5k", image_size=32)
+    assert resized.shape == (1, 32, 32)
+    assert resized.images.min() >= -1.0 and resized.images.max() <= 1.0
+
+
+def test_digits8x8_is_embedded_and_scaled() -> None:
+    data = load_image_dataset("digits8x8")
+    assert data.shape == (1, 8, 8) and len(data) == 1797
+    assert float(data.images.min()) == -1.0 and float(data.images.max()) == 1.0
+    assert sorted(set(data.labels.tolist())) == list(range(10))
+
+
+@pytest.mark.parametrize(
+    ("name", "subdir"),
+    [
+        ("mnist", "MNIST/raw"),
+        ("fashion_mnist", "FashionMNIST/raw"),
+        ("cifar10", "cifar-10-batches-py"),
+        ("celeba", "celeba"),
+    ],
+)
+def test_missing_files_raise_helpful_error(tmp_path: Path, name: str, subdir: str) -> None:
+    with pytest.raises(DatasetMissingError) as info:
+        load_image_dataset(name, root=tmp_path, download=False)
+    message = str(info.value)
+    assert str(tmp_path.resolve() / subdir) in message
+    assert "data.download=true" in message
+    assert "http" in message
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_bad_arguments_are_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown image data set"):
+        load_image_dataset("imagenet")
+    with pytest.raises(ValueError, match="image_size"):
+        load_image_dataset("digits8x8", image_size=0)
+    assert "mnist5k" in IMAGE_DATASETS
+
+
+def test_image_data_validates_its_fields() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        ImageData(torch.zeros(2, 8, 8), torch.zeros(2, dtype=torch.int64), "x", 10)
+    with pytest.raises(ValueError, match="labels"):
+        ImageData(torch.zeros(2, 1, 8, 8), torch.zeros(3, dtype=torch.int64), "x", 10)

@@ -1,0 +1,255 @@
+"""Image metrics, the metrics classifier and its cache, and the DCGAN networks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import raygan.metrics.classifier as classifier_module
+import raygan.metrics.image as image_module
+from raygan.core.dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
+from raygan.data.images import ImageData, load_image_dataset
+from raygan.metrics.classifier import (
+    ClassifierSettings,
+    LeNet,
+    load_or_train_classifier,
+    train_classifier,
+)
+from raygan.metrics.image import (
+    ImageScorer,
+    InceptionFID,
+    InceptionWeightsMissingError,
+    classifier_outputs,
+    feature_statistics,
+    frechet_distance,
+    inception_fid_available,
+    inception_score,
+    label_tvd,
+    real_statistics,
+)
+
+# digits8x8 trains in about a second; more epochs than the default make it reliable.
+DIGITS_SETTINGS = ClassifierSettings(epochs=8)
+
+
+@pytest.fixture(scope="module")
+def digits() -> ImageData:
+    return load_image_dataset("digits8x8")
+
+
+def _gaussian(n: int, dim: int, seed: int, shift: float = 0.0, scale: float = 1.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, dim, generator=g, dtype=torch.float64) * scale + shift
+
+
+def test_fid_of_a_feature_set_with_itself_is_zero_and_grows_with_a_shift() -> None:
+    features = _gaussian(4000, 16, seed=0)
+    stats = feature_statistics(features)
+    assert stats[0].dtype == np.float64 and stats[1].shape == (16, 16)
+    assert frechet_distance(*stats, *stats) == pytest.approx(0.0, abs=1e-6)
+    # Same covariance, means 1 apart in each of 16 dimensions: FID = |mu1 - mu2|^2 = 16.
+    shifted = feature_statistics(_gaussian(4000, 16, seed=1, shift=1.0))
+    assert frechet_distance(*stats, *shifted) == pytest.approx(16.0, rel=0.1)
+    # Covariances I and 4I: trace(I + 4I - 2 * 2I) = 16.
+    scaled = feature_statistics(_gaussian(4000, 16, seed=2, scale=2.0))
+    assert frechet_distance(*stats, *scaled) == pytest.approx(16.0, rel=0.15)
+
+
+def test_fid_handles_singular_covariances() -> None:
+    features = _gaussian(300, 8, seed=3)
+    features[:, :4] = 0.0  # four dead dimensions make both covariances singular
+    stats = feature_statistics(features)
+    other = feature_statistics(_gaussian(300, 8, seed=4, shift=0.5) * (features != 0))
+    value = frechet_distance(*stats, *other)
+    assert math.isfinite(value) and value > 0.0
+    assert frechet_distance(*stats, *stats) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_fid_rejects_mismatched_shapes() -> None:
+    a = feature_statistics(_gaussian(50, 4, seed=0))
+    b = feature_statistics(_gaussian(50, 5, seed=0))
+    with pytest.raises(ValueError, match="mismatch"):
+        frechet_distance(*a, *b)
+    with pytest.raises(ValueError):
+        feature_statistics(torch.zeros(1, 4))
+
+
+def test_inception_score_extremes() -> None:
+    k = 7
+    confident = torch.nn.functional.one_hot(torch.arange(700) % k, k).float()
+    assert inception_score(confident) == pytest.approx(k, rel=1e-6)
+    assert inception_score(confident, splits=5) == pytest.approx(k, rel=1e-6)
+    single = torch.nn.functional.one_hot(torch.zeros(100, dtype=torch.long), k).float()
+    assert inception_score(single) == pytest.approx(1.0, abs=1e-6)
+    uncertain = torch.full((100, k), 1.0 / k)
+    assert inception_score(uncertain) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_label_tvd_extremes() -> None:
+    k = 10
+    balanced = torch.nn.functional.one_hot(torch.arange(500) % k, k).float()
+    assert label_tvd(balanced, k) == pytest.approx(0.0, abs=1e-12)
+    single = torch.nn.functional.one_hot(torch.full((50,), 3), k).float()
+    assert label_tvd(single, k) == pytest.approx(1.0 - 1.0 / k)
+    half = torch.nn.functional.one_hot(torch.arange(100) % 2, k).float()
+    assert label_tvd(half, k) == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("size", [8, 28, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_lenet_serves_all_sizes(size: int, channels: int) -> None:
+    model = LeNet(channels, 10)
+    x = torch.zeros(2, channels, size, size)
+    assert model.features(x).shape == (2, model.feature_dim)
+    assert model(x).shape == (2, 10)
+
+
+def test_classifier_reaches_97_percent_on_mnist5k() -> None:
+    data = load_image_dataset("mnist5k")
+    model, accuracy = train_classifier(data, ClassifierSettings())
+    assert accuracy >= 0.97
+    assert not model.training
+
+
+def test_classifier_refuses_unlabelled_data() -> None:
+    data = ImageData(torch.zeros(10, 3, 8, 8), torch.full((10,), -1), "celeba", 0)
+    with pytest.raises(ValueError, match="no class labels"):
+        train_classifier(data, ClassifierSettings(epochs=1))
+
+
+def test_classifier_cache_loads_without_training(
+    digits: ImageData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, accuracy = load_or_train_classifier(digits, DIGITS_SETTINGS, tmp_path)
+    assert accuracy >= 0.9
+    assert len(list(tmp_path.glob("classifier-*.pt"))) == 1
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cached classifier should have been loaded")
+
+    monkeypatch.setattr(classifier_module, "train_classifier", no_training)
+    cached, cached_accuracy = load_or_train_classifier(digits, DIGITS_SETTINGS, tmp_path)
+    assert cached_accuracy == accuracy and not cached.training
+    batch = digits.images[:64]
+    with torch.no_grad():
+        assert torch.allclose(cached(batch), model(batch))
+    # Different settings are a different cache entry, so they must train again.
+    with pytest.raises(AssertionError, match="cached classifier"):
+        load_or_train_classifier(digits, ClassifierSettings(epochs=8, seed=1), tmp_path)
+
+
+def test_real_statistics_are_cached(
+    digits: ImageData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = LeNet(1, 10)
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    mu, sigma = real_statistics(model, digits, tmp_path, key="k1")
+    assert mu.shape == (model.feature_dim,) and sigma.shape == (model.feature_dim,) * 2
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+
+    def no_features(*args: object, **kwargs: object) -> None:
+        raise AssertionError("cached statistics should have been loaded")
+
+    monkeypatch.setattr(image_module, "classifier_outputs", no_features)
+    mu2, sigma2 = real_statistics(model, digits, tmp_path, key="k1")
+    assert np.array_equal(mu, mu2) and np.array_equal(sigma, sigma2)
+    with pytest.raises(AssertionError, match="cached statistics"):
+        real_statistics(model, digits, tmp_path, key="another-classifier")
+
+
+def test_image_scorer_prefers_real_digits_over_noise(digits: ImageData, tmp_path: Path) -> None:
+    scorer = ImageScorer.create(digits, tmp_path, settings=DIGITS_SETTINGS)
+    assert scorer.classifier_accuracy >= 0.9
+    order = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))
+    real = digits.images[order[:500]]
+    noise = torch.rand(500, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    real_scores, noise_scores = scorer.score(real), scorer.score(noise)
+    assert set(real_scores) == {"fid", "inception_score", "tvd"}
+    assert real_scores["fid"] == pytest.approx(scorer.fid(real))
+    assert real_scores["fid"] * 5 < noise_scores["fid"]
+    assert real_scores["inception_score"] > 8.0
+    assert real_scores["tvd"] < 0.1
+    with pytest.raises(ValueError, match="shape"):
+        scorer.fid(torch.zeros(10, 1, 28, 28))
+
+
+def test_classifier_outputs_are_probabilities(digits: ImageData) -> None:
+    model = LeNet(1, 10)
+    features, probs = classifier_outputs(model, digits.images[:30], batch_size=7)
+    assert features.shape == (30, model.feature_dim) and probs.shape == (30, 10)
+    assert torch.allclose(probs.sum(1), torch.ones(30), atol=1e-5)
+
+
+def test_inception_fid_explains_missing_weights(tmp_path: Path) -> None:
+    assert not inception_fid_available(None)
+    assert not inception_fid_available(str(tmp_path / "missing.pth"))
+    for path in (None, str(tmp_path / "missing.pth")):
+        with pytest.raises(InceptionWeightsMissingError) as info:
+            InceptionFID(path)
+        message = str(info.value)
+        assert "inception_v3_google-0cc3c7bd.pth" in message
+        assert "https://" in message and "metrics.inception_weights" in message
+
+
+def test_inception_fid_features_with_random_weights(tmp_path: Path) -> None:
+    from torchvision.models import inception_v3
+
+    weights = tmp_path / "inception.pth"
+    # Random (default-initialised) weights: the test only checks the plumbing, not the values.
+    model = inception_v3(weights=None, aux_logits=True, init_weights=False)
+    torch.save(model.state_dict(), weights)
+    assert inception_fid_available(str(weights))
+    fid = InceptionFID(str(weights))
+    gray = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    features = fid.features(gray)
+    assert features.shape == (2, 2048) and torch.isfinite(features).all()
+
+
+@pytest.mark.parametrize(("size", "channels"), [(28, 1), (32, 3), (64, 3), (8, 1)])
+def test_dcgan_shapes(size: int, channels: int) -> None:
+    g = DCGANGenerator(16, (channels, size, size), width=8)
+    d = DCGANDiscriminator((channels, size, size), width=8)
+    gen = torch.Generator().manual_seed(0)
+    init_dcgan_weights(g, gen)
+    init_dcgan_weights(d, gen)
+    images = g(torch.randn(2, 16, generator=gen))
+    assert images.shape == (2, channels, size, size)
+    assert images.abs().max() <= 1.0
+    assert d(images).shape == (2,)  # train mode, batch of 2
+    d.eval()
+    g.eval()
+    assert d(g(torch.randn(1, 16, generator=gen))).shape == (1,)
+
+
+@pytest.mark.parametrize(
+    ("shape", "match"), [((1, 48, 48), "28x28"), ((3, 32, 28), "28x28"), ((1, 28), "C, H, W")]
+)
+def test_dcgan_rejects_unsupported_shapes(shape: tuple[int, ...], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        DCGANGenerator(16, shape)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=match):
+        DCGANDiscriminator(shape)  # type: ignore[arg-type]
+
+
+def test_dcgan_init_is_seeded_and_matches_the_paper() -> None:
+    def build(seed: int) -> DCGANGenerator:
+        g = DCGANGenerator(32, (3, 64, 64), width=16)
+        init_dcgan_weights(g, torch.Generator().manual_seed(seed))
+        return g
+
+    a, b, c = build(0), build(0), build(1)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert not torch.equal(next(a.parameters()), next(c.parameters()))
+    modules = list(a.modules())
+    convs = [m.weight.flatten() for m in modules if isinstance(m, torch.nn.ConvTranspose2d)]
+    conv = torch.cat(convs)
+    assert conv.mean().abs() < 0.002 and conv.std().item() == pytest.approx(0.02, rel=0.05)
+    bn = torch.cat([m.weight for m in modules if isinstance(m, torch.nn.BatchNorm2d)])
+    assert bn.mean().item() == pytest.approx(1.0, abs=0.01)
+    biases = [p for name, p in a.named_parameters() if name.endswith("bias")]
+    assert biases and all(float(b.detach().abs().sum()) == 0.0 for b in biases)
