@@ -1,23 +1,24 @@
-"""Command line: `raygan train [CONFIG]`, `raygan resume DIR`."""
+"""Command line: `raygan train|tune|resume|sample|report`.
+
+`train` and `tune` run Ray Tune experiments (`raygan.tuning`); `train --out DIR` is a plain
+run in this process, without Tune (`raygan.engine.run.train`), and `resume` continues either.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from raygan.config import ConfigError, RunConfig, load_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "tune_configs" / "default.yaml"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="raygan", description="Population-based GAN training.")
-    sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a grid of GANs")
-    t.add_argument("config", nargs="?", help=f"YAML run config (default: {DEFAULT_CONFIG.name})")
-    t.add_argument("--backend", choices=["local", "ray"], help="overrides resources.backend")
-    t.add_argument(
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["local", "ray"], help="overrides resources.backend")
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -25,13 +26,39 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set grid.rows=3 (repeatable)",
     )
-    t.add_argument("--out", help="output directory (default: output.dir/name)")
-    t.add_argument("--quiet", action="store_true", help="no progress output")
-    r = sub.add_parser("resume", help="continue an interrupted run from its checkpoint")
-    r.add_argument("dir", help="the run's output directory")
-    r.add_argument("--generations", type=int, help="new total number of generations")
-    r.add_argument("--backend", choices=["local", "ray"])
-    r.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--storage", help="experiment storage: a directory or s3:// / gs:// URI "
+        "(default: output.storage_path, ./results)"
+    )
+    p.add_argument("--name", help="experiment name (default: the config's name)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="raygan", description="Population-based GAN training.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train one grid (a Ray Tune experiment with one trial)")
+    t.add_argument("config", nargs="?", help=f"YAML run config (default: {DEFAULT_CONFIG.name})")
+    _config_args(t)
+    t.add_argument("--out", help="plain run in this process without Tune, files in OUT")
+    s = sub.add_parser("tune", help="sweep whole runs with the scheduler in the tune section")
+    s.add_argument("config", help="YAML run config with a tune section")
+    _config_args(s)
+    s.add_argument("--num-samples", type=int, help="overrides tune.num_samples")
+    r = sub.add_parser("resume", help="continue an interrupted experiment (or plain run)")
+    r.add_argument("dir", help="the experiment directory (<storage>/<name>) or plain run dir")
+    r.add_argument("--generations", type=int, help="plain runs: new total of generations")
+    r.add_argument("--backend", choices=["local", "ray"], help="plain runs: where cells run")
+    r.add_argument("--quiet", action="store_true", help="plain runs: no progress output")
+    m = sub.add_parser("sample", help="write samples of the best mixture")
+    m.add_argument("dir", help="experiment, trial or plain run directory, or a checkpoint file")
+    m.add_argument("-n", type=int, default=1000, help="number of samples (default 1000)")
+    m.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    m.add_argument("--out", help="output .npy path; a .png is written beside it "
+                   "(default: DIR/samples_best.npy)")
+    o = sub.add_parser("report", help="print the trials table and write an HTML report")
+    o.add_argument("dir", help="the experiment directory")
+    o.add_argument("--out", help="HTML file (default: DIR/report.html)")
     return p
 
 
@@ -45,32 +72,89 @@ def _pool_factory(backend: str):  # type: ignore[no-untyped-def]
     return LocalCellPool
 
 
-def _train(args: argparse.Namespace) -> int:
-    from raygan.engine.run import train
-
-    path = args.config or DEFAULT_CONFIG
+def _load(args: argparse.Namespace, path: str | Path) -> RunConfig:
     overrides = list(args.overrides)
     if args.backend:
         overrides.append(f"resources.backend={args.backend}")
-    config = load_config(path, overrides)
-    out = Path(args.out) if args.out else Path(config.output.dir) / config.name
+    if getattr(args, "num_samples", None) is not None:
+        overrides.append(f"tune.num_samples={args.num_samples}")
+    return load_config(path, overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = _load(args, args.config or DEFAULT_CONFIG)
+    what = (f"{config.name} ({config.grid.rows}x{config.grid.cols} grid, {config.data.name}, "
+            f"{config.resources.backend})")
+    if args.out:
+        from raygan.engine.run import train
+
+        print(f"raygan: training {what} -> {args.out}", file=sys.stderr)
+        controller = train(config, args.out, pool_factory=_pool_factory(config.resources.backend),
+                           progress=not args.quiet)
+        _print_final(controller.config, controller.summaries[-1] if controller.summaries else {})
+        return 0
+    return _experiment(args, config, what, sweep=False)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    config = _load(args, args.config)
+    t = config.tune
+    what = (f"{config.name}: {t.num_samples} sample(s) of {len(t.space)} knob(s), scheduler "
+            f"{t.scheduler}")
+    return _experiment(args, config, what, sweep=True)
+
+
+def _experiment(args: argparse.Namespace, config: RunConfig, what: str, sweep: bool) -> int:
+    from raygan.tuning.experiment import experiment_path, run_experiment
+
+    storage = args.storage or config.output.storage_path
+    path = experiment_path(storage, args.name or config.name)
+    print(f"raygan: {'sweeping' if sweep else 'training'} {what} -> {path}", file=sys.stderr)
+    path, results = run_experiment(
+        config, sweep=sweep, storage_path=storage, name=args.name, quiet=args.quiet
+    )
+    return _finish(path, results)
+
+
+def _finish(path: str, results: Any) -> int:
+    from raygan.tuning.experiment import is_uri
+
+    if not is_uri(path):
+        from raygan.tuning.report import format_table, trial_rows
+        from raygan.tuning.results import load_trials
+
+        print(format_table(*trial_rows(load_trials(path))))
+    errors = len(results.errors)
     print(
-        f"raygan: training {config.name} ({config.grid.rows}x{config.grid.cols} grid, "
-        f"{config.data.name}, {config.resources.backend}) -> {out}",
+        f"raygan: {len(results)} trial(s), {errors} failed; results in {path}\n"
+        f"  raygan report {path}      # HTML page\n"
+        f"  tensorboard --logdir {path}",
         file=sys.stderr,
     )
-    controller = train(
-        config, out, pool_factory=_pool_factory(config.resources.backend), progress=not args.quiet
-    )
-    _print_final(controller.config, controller.summaries[-1] if controller.summaries else {})
-    return 0
+    return 1 if errors else 0
 
 
 def _resume(args: argparse.Namespace) -> int:
+    from raygan.engine.run import CHECKPOINT
+
+    out = Path(args.dir)
+    if (out / CHECKPOINT).is_file():
+        return _resume_plain(args, out)
+    if args.generations or args.backend:
+        raise ConfigError(
+            "--generations and --backend apply to plain runs only; a Tune experiment resumes "
+            "with the settings it was started with"
+        )
+    from raygan.tuning.experiment import resume_experiment
+
+    print(f"raygan: resuming {args.dir}", file=sys.stderr)
+    return _finish(args.dir, resume_experiment(args.dir))
+
+
+def _resume_plain(args: argparse.Namespace, out: Path) -> int:
     from raygan.engine.checkpoint import load_checkpoint
     from raygan.engine.run import CHECKPOINT, train
 
-    out = Path(args.dir)
     config, _, _ = load_checkpoint(out / CHECKPOINT)
     if args.generations:
         config = config.replace(**{"training.generations": args.generations})
@@ -82,6 +166,30 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample(args: argparse.Namespace) -> int:
+    from raygan.tuning.results import find_checkpoint, sample_best_mixture, write_samples
+
+    if args.n < 1:
+        raise ConfigError(f"-n: must be >= 1, got {args.n}")
+    checkpoint = find_checkpoint(args.dir)
+    target = Path(args.dir)
+    out = Path(args.out) if args.out else (
+        target if target.is_dir() else target.parent) / "samples_best.npy"
+    samples, config = sample_best_mixture(checkpoint, args.n, args.seed)
+    written = write_samples(samples, config, out)
+    print(f"raygan: {args.n} samples of {checkpoint} -> " + ", ".join(map(str, written)))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from raygan.tuning.report import write_report
+
+    page, table = write_report(args.dir, args.out)
+    print(table)
+    print(f"raygan: report written to {page}", file=sys.stderr)
+    return 0
+
+
 def _print_final(config: RunConfig, summary: dict[str, object]) -> None:
     scores = {k[5:]: v for k, v in summary.items() if k.startswith("best/")}
     text = ", ".join(
@@ -90,13 +198,20 @@ def _print_final(config: RunConfig, summary: dict[str, object]) -> None:
     print(f"raygan: {config.name} finished; best mixture (cell {summary.get('best_cell')}): {text}")
 
 
+_COMMANDS = {
+    "train": _train,
+    "tune": _tune,
+    "resume": _resume,
+    "sample": _sample,
+    "report": _report,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `raygan` console script."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "train":
-            return _train(args)
-        return _resume(args)
+        return _COMMANDS[args.command](args)
     except (ConfigError, FileNotFoundError, FileExistsError) as exc:
         print(f"raygan: error: {exc}", file=sys.stderr)
         return 2

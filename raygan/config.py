@@ -7,6 +7,7 @@ overrides and builds the dataclasses, rejecting unknown keys and bad values with
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import re
@@ -201,6 +202,11 @@ class TrainingConfig:
     beta2: float = 0.999
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_batches: int | None = None  # cap on batches per generation (None = whole shard)
+    # "neighbourhood": each step's adversary is drawn from the cell and its neighbours
+    # (ALGORITHM.md step 5); "own": each cell trains its G and D against each other only, and
+    # neighbours act through selection, replacement and the mixture. Neighbours' networks are
+    # frozen for a generation, and stale adversaries destabilise small GANs (bench/README.md).
+    adversaries: Literal["neighbourhood", "own"] = "neighbourhood"
 
     def __post_init__(self) -> None:
         _check(self.generations >= 1, "training.generations", "must be >= 1")
@@ -237,12 +243,14 @@ class ResourcesConfig:
     backend: Literal["local", "ray"] = "local"
     cpus_per_cell: float = 1.0
     gpus_per_cell: float = 0.0
+    controller_cpus: float = 1.0  # Tune trials with backend ray: the controller's own bundle
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     placement_timeout_s: float = 60.0
     torch_threads: int | None = None  # None: the cell's CPU share, at least 1
 
     def __post_init__(self) -> None:
         _check(self.cpus_per_cell >= 0, "resources.cpus_per_cell", "must be >= 0")
+        _check(self.controller_cpus >= 0, "resources.controller_cpus", "must be >= 0")
         _check(
             self.gpus_per_cell >= 0 and (self.gpus_per_cell <= 1 or self.gpus_per_cell % 1 == 0),
             "resources.gpus_per_cell",
@@ -270,13 +278,155 @@ class ResourcesConfig:
 class OutputConfig:
     """Where results go."""
 
-    dir: str = "runs"
+    dir: str = "runs"  # plain runs (`raygan train --out`, `engine.run.train`)
+    storage_path: str = "./results"  # Tune experiments: a directory or an s3:// / gs:// URI
     checkpoint_every: int = 1
+    keep_checkpoints: int | None = None  # Tune; None: all under PBT/PB2 (exploits use them), else 2
     plot_every: int = 0  # 0 = only at the end
 
     def __post_init__(self) -> None:
         _check(self.checkpoint_every >= 1, "output.checkpoint_every", "must be >= 1")
         _check(self.plot_every >= 0, "output.plot_every", "must be >= 0")
+        _check(bool(self.storage_path.strip()), "output.storage_path", "must not be empty")
+        _check(
+            self.keep_checkpoints is None or self.keep_checkpoints >= 1,
+            "output.keep_checkpoints",
+            "must be >= 1 or null",
+        )
+
+
+SchedulerName = Literal["none", "pbt", "pb2", "asha"]
+
+STRUCTURAL_KNOBS: tuple[str, ...] = ("seed", "grid.rows", "grid.cols")
+"""Searchable keys that shape the population: drawn once per trial, never perturbed."""
+
+LIVE_KNOBS: tuple[str, ...] = (
+    "evolution.lr_mutation_sigma",
+    "evolution.lr_mutation_probability",
+    "evolution.lr_additive_sigma",
+    "evolution.tournament_size",
+    "mixture.sigma",
+)
+"""Searchable keys a running population can switch to between generations (PBT/PB2 mutate)."""
+
+
+@dataclass(frozen=True)
+class SearchDomain:
+    """Where one knob is drawn from: exactly one of the fields is set.
+
+    `choice` draws one value, `grid` runs every value (times `tune.num_samples`), `uniform` and
+    `loguniform` draw a float in `[low, high]`, `randint` an integer in `[low, high)`.
+    """
+
+    choice: tuple[int | float | str, ...] | None = None
+    grid: tuple[int | float | str, ...] | None = None
+    uniform: tuple[float, ...] | None = None
+    loguniform: tuple[float, ...] | None = None
+    randint: tuple[int, ...] | None = None
+
+    @property
+    def kind(self) -> str:
+        """Name of the field that is set."""
+        return next(f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
+
+    @property
+    def continuous(self) -> bool:
+        """True for `uniform` and `loguniform` (what PB2 can model)."""
+        return self.uniform is not None or self.loguniform is not None
+
+    def values(self) -> tuple[Any, ...]:
+        """The listed values (`choice`, `grid`) or the bounds."""
+        return typing.cast(tuple[Any, ...], getattr(self, self.kind))
+
+
+@dataclass(frozen=True)
+class TuneSection:
+    """Ray Tune settings for `raygan train` and `raygan tune` (the `tune` section)."""
+
+    scheduler: SchedulerName = "none"
+    metric: str | None = None  # None: `best/mode_tvd` on toy data, `best/fid` on images
+    mode: Literal["min", "max"] = "min"
+    num_samples: int = 1
+    max_concurrent_trials: int | None = None
+    space: dict[str, SearchDomain] = field(default_factory=dict)
+    perturbation_interval: int = 5  # PBT/PB2: generations between exploit/explore steps
+    quantile_fraction: float = 0.25  # PBT/PB2: bottom fraction that copies the top one
+    resample_probability: float = 0.25  # PBT: chance a mutated knob is redrawn from its domain
+    synch: bool = False  # PBT/PB2: wait for every trial before perturbing
+    grace_period: int = 5  # ASHA: generations before a trial may be stopped
+    reduction_factor: int = 3  # ASHA: 1/reduction_factor of the trials go on at each rung
+    max_failures: int = 2  # restarts of a failed trial from its last checkpoint
+    reuse_actors: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.num_samples >= 1, "tune.num_samples", "must be >= 1")
+        _check(
+            self.max_concurrent_trials is None or self.max_concurrent_trials >= 1,
+            "tune.max_concurrent_trials",
+            "must be >= 1 or null",
+        )
+        _check(self.perturbation_interval >= 1, "tune.perturbation_interval", "must be >= 1")
+        _check(
+            0 < self.quantile_fraction <= 0.5,
+            "tune.quantile_fraction",
+            f"must be in (0, 0.5], got {self.quantile_fraction}",
+        )
+        _check(
+            0 <= self.resample_probability <= 1,
+            "tune.resample_probability",
+            f"must be in [0, 1], got {self.resample_probability}",
+        )
+        _check(self.grace_period >= 1, "tune.grace_period", "must be >= 1")
+        _check(self.reduction_factor >= 2, "tune.reduction_factor", "must be >= 2")
+        _check(self.max_failures >= -1, "tune.max_failures", "must be >= 0 (or -1: forever)")
+        _check(self.metric is None or bool(self.metric), "tune.metric", "must not be empty")
+        allowed = STRUCTURAL_KNOBS + LIVE_KNOBS
+        for key, domain in self.space.items():
+            where = f"tune.space.{key}"
+            hint = difflib.get_close_matches(key, allowed, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            _check(key in allowed, where, f"not a searchable key{extra}; allowed: "
+                   + ", ".join(allowed))
+            _check_domain(domain, where)
+        if self.scheduler in ("pbt", "pb2"):
+            live = [k for k, d in self.space.items()
+                    if k in LIVE_KNOBS and (d.continuous or self.scheduler == "pbt")]
+            kinds = "uniform/loguniform " if self.scheduler == "pb2" else ""
+            _check(
+                bool(live),
+                "tune.space",
+                f"{self.scheduler} needs at least one {kinds}domain over a key it can change "
+                "during a run: " + ", ".join(LIVE_KNOBS),
+            )
+
+    def mutable(self) -> dict[str, SearchDomain]:
+        """The domains PBT/PB2 perturb: live knobs (PB2: only the continuous ones)."""
+        return {
+            k: d for k, d in self.space.items()
+            if k in LIVE_KNOBS and (d.continuous or self.scheduler != "pb2")
+        }
+
+
+def _check_domain(domain: SearchDomain, where: str) -> None:
+    kinds = [f.name for f in dataclasses.fields(domain) if getattr(domain, f.name) is not None]
+    _check(
+        len(kinds) == 1,
+        where,
+        "set exactly one of " + ", ".join(f.name for f in dataclasses.fields(domain))
+        + (f", got {', '.join(kinds)}" if kinds else ""),
+    )
+    values = domain.values()
+    if domain.choice is not None or domain.grid is not None:
+        _check(len(values) >= 1, f"{where}.{kinds[0]}", "needs at least one value")
+        return
+    _check(len(values) == 2, f"{where}.{kinds[0]}", f"expected [low, high], got {list(values)}")
+    low, high = values
+    _check(low < high, f"{where}.{kinds[0]}", f"needs low < high, got {list(values)}")
+    _check(
+        domain.loguniform is None or low > 0,
+        f"{where}.loguniform",
+        f"needs low > 0, got {list(values)}",
+    )
 
 
 @dataclass(frozen=True)
@@ -295,6 +445,7 @@ class RunConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    tune: TuneSection = field(default_factory=TuneSection)
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
@@ -303,6 +454,39 @@ class RunConfig:
             "networks.kind",
             f"'dcgan' needs image data, but data.name is {self.data.name!r}",
         )
+        # schedulers compare the carried-forward scores, so they must decide at evaluations
+        every, t = self.metrics.every, self.tune
+        _check(
+            t.scheduler not in ("pbt", "pb2") or t.perturbation_interval % every == 0,
+            "tune.perturbation_interval",
+            f"must be a multiple of metrics.every ({every}), got {t.perturbation_interval}",
+        )
+        _check(
+            t.scheduler != "asha" or t.grace_period % every == 0,
+            "tune.grace_period",
+            f"must be a multiple of metrics.every ({every}), got {t.grace_period}",
+        )
+        self._check_space()
+
+    def _check_space(self) -> None:
+        """Every listed value (and both bounds) of `tune.space` must give a valid config."""
+        if not self.tune.space:
+            return
+        base = self.to_dict()
+        base["tune"] = {}  # the candidates carry no space, so this does not recurse
+        for key, domain in self.tune.space.items():
+            values = domain.values()
+            if domain.randint is not None:
+                values = (values[0], values[1] - 1)
+            for value in values:
+                data = copy.deepcopy(base)
+                _set_dotted(data, key, value)
+                try:
+                    config_from_dict(data)
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"tune.space.{key}: the value {value!r} is not allowed ({exc})"
+                    ) from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists) that round-trips through `config_from_dict`."""
@@ -360,6 +544,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             f"{key}: {value!r} is not allowed; expected "
             + " or ".join(_type_name(o) if o is not type(None) else "null" for o in options)
         )
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        (key_tp, item_tp) = get_args(tp)
+        return {
+            _coerce(k, key_tp, key): _coerce(v, item_tp, f"{key}.{k}") for k, v in value.items()
+        }
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")

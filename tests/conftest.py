@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -34,3 +35,18 @@ def tiny_toy_config(**overrides: object) -> RunConfig:
 def tiny_config() -> RunConfig:
     """See `tiny_toy_config`."""
     return tiny_toy_config()
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One private Ray instance (4 logical CPUs) for every test that needs a cluster."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        yield
+        return
+    # address="local": never join a cluster someone started with `ray start` on this machine
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()

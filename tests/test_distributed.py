@@ -1,7 +1,7 @@
 """The Ray backend: same results as the local pool, actor restarts, NaN centres, placement.
 
-One Ray instance serves the whole module and one 2x2 pool (4 small actors) serves every test
-that needs actors; each test first rolls the pool back to its initial states.
+The session's Ray instance (conftest.py) serves the module, and one 2x2 pool (4 small actors)
+serves every test that needs actors; each test first rolls the pool back to its initial states.
 """
 
 from __future__ import annotations
@@ -82,20 +82,7 @@ def test_resource_helpers_do_not_import_ray() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)
 
 
-# -- fixtures -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    """One Ray instance for the module (reused if something already started one)."""
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
+# -- fixtures (`ray_session`, one Ray instance for the test session, is in conftest.py) -----
 @pytest.fixture(scope="module")
 def pool_and_start(ray_session: None) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
     """A 2x2 RayCellPool and its cells' initial states."""

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from conftest import tiny_toy_config
 
@@ -134,6 +135,28 @@ def test_selection_off_single_cell_is_plain_gan(tmp_path: Path) -> None:
     reports = [controller.step().reports[0] for _ in range(3)]
     assert all(r.g_lr == cfg.training.lr_g and r.g_loss == "heuristic" for r in reports)
     assert all(r.mixture_members == [0] and r.g_parent == 0 for r in reports)
+
+
+@pytest.mark.parametrize("adversaries", ["own", "neighbourhood"])
+def test_own_adversaries_ignore_neighbours_in_training(adversaries: str) -> None:
+    # with selection, replacement and the mixture off, neighbours can only act as adversaries:
+    # the trained centre must not depend on them exactly when training uses the own pair only
+    cfg = tiny_toy_config(
+        **{
+            "training.adversaries": adversaries,
+            "evolution.selection": False,
+            "evolution.replacement": False,
+            "mixture.enabled": False,
+        }
+    )
+    centres = []
+    for neighbour_seed in (1, 2):
+        other = LocalCellPool(cfg.replace(seed=neighbour_seed))
+        snapshots = [other.cells[j].publish() for j in LocalCellPool(cfg).cells[0].neighbours]
+        cell = LocalCellPool(cfg).cells[0]
+        cell.run_generation(0, snapshots)
+        centres.append(torch.cat([p.flatten() for p in cell.g.net.parameters()]))
+    assert torch.equal(centres[0], centres[1]) == (adversaries == "own")
 
 
 def test_nonfinite_centre_is_replaced_by_a_neighbour(tiny_config) -> None:

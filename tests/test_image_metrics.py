@@ -59,6 +59,19 @@ def test_fid_of_a_feature_set_with_itself_is_zero_and_grows_with_a_shift() -> No
     assert frechet_distance(*stats, *scaled) == pytest.approx(16.0, rel=0.15)
 
 
+def test_fid_matches_the_sqrtm_formula_on_correlated_covariances() -> None:
+    # the eigenvalue form must agree with the textbook trace(sqrtm(S1 @ S2)) form
+    from scipy import linalg
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(12, 12)), rng.normal(size=(12, 12))
+    s1, s2 = a @ a.T + 0.1 * np.eye(12), b @ b.T + 0.1 * np.eye(12)
+    m1, m2 = rng.normal(size=12), rng.normal(size=12)
+    covmean = linalg.sqrtm(s1 @ s2).real
+    expected = (m1 - m2) @ (m1 - m2) + np.trace(s1 + s2 - 2 * covmean)
+    assert frechet_distance(m1, s1, m2, s2) == pytest.approx(expected, rel=1e-8)
+
+
 def test_fid_handles_singular_covariances() -> None:
     features = _gaussian(300, 8, seed=3)
     features[:, :4] = 0.0  # four dead dimensions make both covariances singular

@@ -319,8 +319,10 @@ class Cell:
         """Train the offspring over the shard; returns mean losses, loss counts, steps, NaN flag."""
         cfg = self.config
         data = self.task.data
-        gs = [g_off.net, *self._g_slots]
-        ds = [d_off.net, *self._d_slots]
+        gs, ds = [g_off.net], [d_off.net]
+        if cfg.training.adversaries == "neighbourhood":
+            gs += self._g_slots
+            ds += self._d_slots
         for net in gs + ds:
             net.train()
         perm = torch.from_numpy(self.rng.permutation(len(data)))

@@ -15,6 +15,7 @@ from raygan.distributed.resources import (
     cells_per_gpu,
     describe_request,
     memory_fraction,
+    trial_bundles,
     validate_gpus,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "describe_request",
     "ensure_ray",
     "memory_fraction",
+    "trial_bundles",
     "validate_gpus",
 ]
 

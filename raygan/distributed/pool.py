@@ -37,15 +37,20 @@ MAX_RETRIES = 3
 """Attempts at one generation (or evaluation) after the first before the pool gives up."""
 
 
-def ensure_ray() -> None:
-    """Start or join Ray if this process has not: `RAY_ADDRESS` if set, else a local instance."""
+def ensure_ray(**init_kwargs: Any) -> None:
+    """Start or join Ray if this process has not.
+
+    Joins `RAY_ADDRESS` when it is set (as under `ray job submit`), else the cluster of the last
+    `ray start` on this machine, else starts a private local instance. `init_kwargs` go to
+    `ray.init` (e.g. `logging_level`).
+    """
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address)
-    else:  # a private local instance; its dashboard would only cost start-up time
-        ray.init(include_dashboard=False)
+        ray.init(address=address, **init_kwargs)
+    else:  # a local instance's dashboard would only cost start-up time
+        ray.init(include_dashboard=False, **init_kwargs)
 
 
 class RayCellPool:
@@ -54,6 +59,10 @@ class RayCellPool:
     Args:
         config: the run configuration (`resources` says what each cell reserves).
         max_retries: how many times one generation is retried after actor failures.
+        placement_group: a group that already holds one bundle per cell (a Ray Tune trial's,
+            see `raygan.tuning`); cell i goes into bundle `bundle_offset + i`. The pool neither
+            reserves nor removes it. None: the pool reserves (and later removes) its own.
+        bundle_offset: index of cell 0's bundle in `placement_group`.
 
     Attributes:
         size: number of cells.
@@ -61,7 +70,14 @@ class RayCellPool:
         actors: the current actor handles, by cell index.
     """
 
-    def __init__(self, config: RunConfig, max_retries: int = MAX_RETRIES) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        max_retries: int = MAX_RETRIES,
+        *,
+        placement_group: PlacementGroup | None = None,
+        bundle_offset: int = 0,
+    ) -> None:
         ensure_ray()
         self.config = config
         self.size = grid_of(config).size
@@ -71,7 +87,16 @@ class RayCellPool:
         self._bundle = cell_bundle(res)
         self._options = actor_options(res)
         self._actor_cls = remote_cell_class(self._options["num_cpus"], self._options["num_gpus"])
-        self._pg: PlacementGroup | None = self._reserve()
+        self._owns_pg = placement_group is None
+        self._offset = bundle_offset
+        if placement_group is not None:
+            available = len(placement_group.bundle_specs) - bundle_offset
+            if bundle_offset < 0 or available < self.size:
+                raise ValueError(
+                    f"the placement group has {len(placement_group.bundle_specs)} bundles; "
+                    f"{self.size} cells from bundle {bundle_offset} do not fit"
+                )
+        self._pg: PlacementGroup | None = placement_group or self._reserve()
         self.actors: list[Any] = []
         self._handle_cell: dict[Any, int] = {}  # last published handles -> cell index
         self._failure: BaseException | None = None  # the error that triggered a restore
@@ -104,8 +129,9 @@ class RayCellPool:
         return pg
 
     def _new_actor(self, index: int) -> Any:
+        assert self._pg is not None, "the pool is closed"
         strategy = PlacementGroupSchedulingStrategy(
-            placement_group=self._pg, placement_group_bundle_index=index
+            placement_group=self._pg, placement_group_bundle_index=self._offset + index
         )
         return self._actor_cls.options(
             runtime_env=self._options["runtime_env"],
@@ -179,14 +205,14 @@ class RayCellPool:
         self._states = refs
 
     def close(self) -> None:
-        """Kill this pool's actors and release its placement group (Ray itself keeps running)."""
+        """Kill this pool's actors and release its own placement group (not a borrowed one)."""
         for actor in self.actors:
             try:
                 ray.kill(actor, no_restart=True)
             except Exception:  # already dead or Ray shut down: nothing left to release
                 pass
         self.actors = []
-        if self._pg is not None:
+        if self._pg is not None and self._owns_pg:
             try:
                 remove_placement_group(self._pg)
             except Exception:

@@ -118,6 +118,21 @@ def actor_options(cfg: ResourcesConfig) -> dict[str, Any]:
     }
 
 
+def trial_bundles(cfg: ResourcesConfig, n_cells: int) -> list[dict[str, float]]:
+    """Placement-group bundles of one Ray Tune trial of a grid of `n_cells`.
+
+    Backend `ray`: bundle 0 is the trial's own process (the controller: `controller_cpus`,
+    possibly empty) and bundles 1..n are the cells, so Tune places (and the autoscaler sizes
+    for) whole grids. Backend `local`: the trial process runs the cells one after another, so
+    it reserves one cell's share, which lets small machines run several trials side by side.
+    """
+    cell = cell_bundle(cfg)
+    if cfg.backend == "local":
+        return [cell]
+    head = {"CPU": float(cfg.controller_cpus)} if cfg.controller_cpus > 0 else {}
+    return [head] + [dict(cell) for _ in range(n_cells)]
+
+
 def describe_request(cfg: ResourcesConfig, n_cells: int) -> str:
     """Human-readable total of what a grid of `n_cells` asks for, for error messages."""
     bundle = cell_bundle(cfg)

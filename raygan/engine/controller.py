@@ -88,18 +88,9 @@ class Controller:
         due = self.generation % self.config.metrics.every == 0 or self.done
         scores: dict[str, float] = {}
         if due:
-            per_cell = self.pool.evaluate(
-                self.route(self.pool.publish()),
-                self.config.metrics.samples,
-                eval_seed(self.config, gen),
-            )
+            per_cell = self.evaluate(gen)
             for report, cell_scores in zip(reports, per_cell):
                 report.scores = dict(cell_scores)
-            key = primary_metric(self.config)
-            self.best_cell = min(
-                range(len(per_cell)),
-                key=lambda i: (_nan_last(per_cell[i].get(key, math.inf)), i),
-            )
             scores = dict(per_cell[self.best_cell])
         summary = GenerationSummary(
             gen, time.perf_counter() - start, due, self.best_cell, scores, reports
@@ -107,6 +98,26 @@ class Controller:
         self.history.extend(r.to_dict() for r in reports)
         self.summaries.append(summary.to_dict())
         return summary
+
+    def evaluate(self, generation: int | None = None) -> list[dict[str, float]]:
+        """Score every cell's mixture now and update `best_cell`.
+
+        Args:
+            generation: the generation the evaluation seed is derived from (default: the
+                last completed one), so scheduled and extra evaluations are reproducible.
+
+        Returns:
+            The metrics of every cell's mixture, by cell index.
+        """
+        gen = self.generation - 1 if generation is None else generation
+        seed = eval_seed(self.config, gen)
+        inputs = self.route(self.pool.publish())
+        per_cell = self.pool.evaluate(inputs, self.config.metrics.samples, seed)
+        key = primary_metric(self.config)
+        self.best_cell = min(
+            range(len(per_cell)), key=lambda i: (_nan_last(per_cell[i].get(key, math.inf)), i)
+        )
+        return per_cell
 
     def state_dict(self) -> dict[str, Any]:
         """Controller state for checkpoints (the cells' states are saved by the pool)."""

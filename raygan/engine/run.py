@@ -88,10 +88,13 @@ class Progress:
             self._bar.close()
 
 
-def write_figures(controller: Controller, out_dir: Path, tag: str = "") -> None:
+def write_figures(controller: Controller, out_dir: Path, tag: str = "") -> list[Path]:
     """PNGs: best mixture's samples, each cell's samples (images) and a per-cell score heatmap.
 
     Toy data give a scatter over the real points; images give sample grids.
+
+    Returns:
+        The files written.
     """
     import numpy as np
 
@@ -109,6 +112,7 @@ def write_figures(controller: Controller, out_dir: Path, tag: str = "") -> None:
     seed = eval_seed(cfg, controller.generation)
     gen = controller.generation
     title = f"{cfg.name}: cell {best} mixture, generation {gen}"
+    written = [out_dir / f"samples{tag}.png"]
     if cfg.data.is_toy:
         samples = controller.pool.sample(best, inputs[best], cfg.metrics.samples, seed + best)
         data = load_dataset(cfg.data, cfg.seed)
@@ -123,8 +127,9 @@ def write_figures(controller: Controller, out_dir: Path, tag: str = "") -> None:
             controller.pool.sample(i, inputs[i], 36, seed + i, centre_only=True)
             for i in range(controller.pool.size)
         ]
+        written.append(out_dir / f"cells{tag}.png")
         plot_cell_grid(
-            out_dir / f"cells{tag}.png",
+            written[-1],
             per_cell,
             cfg.grid.rows,
             cfg.grid.cols,
@@ -134,12 +139,14 @@ def write_figures(controller: Controller, out_dir: Path, tag: str = "") -> None:
     last = {r["cell"]: r.get("scores", {}).get(key) for r in controller.history if r.get("scores")}
     if len(last) == controller.pool.size and all(v is not None for v in last.values()):
         values = np.array([last[i] for i in range(controller.pool.size)], dtype=np.float64)
+        written.append(out_dir / f"{key}_heatmap{tag}.png")
         plot_heatmap(
-            out_dir / f"{key}_heatmap{tag}.png",
+            written[-1],
             values.reshape(cfg.grid.rows, cfg.grid.cols),
             key,
             f"{cfg.name}: per-cell mixture {key}, generation {gen}",
         )
+    return written
 
 
 def train(

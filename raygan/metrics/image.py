@@ -8,14 +8,12 @@ that the user downloads once.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy import linalg
 from torch import Tensor
 
 from raygan.data.images import ImageData
@@ -51,29 +49,28 @@ def feature_statistics(features: Tensor) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.cov(x, rowvar=False)
 
 
-def _sqrtm(matrix: np.ndarray) -> np.ndarray:
-    # Singular inputs are expected here and handled by the caller's retry.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.asarray(linalg.sqrtm(matrix))
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a (numerically) positive semi-definite matrix."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2.0)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
 
 
 def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
 ) -> float:
     """Fréchet distance between the Gaussians N(mu1, sigma1) and N(mu2, sigma2).
 
-    Follows the pytorch-fid reference: when the product of covariances is (near) singular
-    the square root is retried with ``eps`` added to both diagonals, and imaginary parts
-    from numerical error are dropped.
+    The trace of `sqrtm(sigma1 @ sigma2)` is the sum of the square roots of the eigenvalues of
+    the symmetric matrix `sqrt(sigma1) @ sigma2 @ sqrt(sigma1)`, which has the same spectrum.
+    Two symmetric eigendecompositions are much faster than scipy's general `sqrtm` (the mixture
+    ES computes an FID every generation in every cell), always real, and need no
+    singular-matrix retry.
 
     Args:
         mu1: Mean of the first feature set, shape ``(F,)``.
         sigma1: Covariance of the first feature set, shape ``(F, F)``.
         mu2: Mean of the second feature set.
         sigma2: Covariance of the second feature set.
-        eps: Diagonal offset used when the covariance product is singular.
 
     Returns:
         The distance, clipped at 0.
@@ -88,17 +85,14 @@ def frechet_distance(
         )
     if sigma1.shape != (mu1.size, mu1.size):
         raise ValueError(f"covariance shape {sigma1.shape} does not match mean size {mu1.size}")
-    covmean = _sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all() or (
-        np.iscomplexobj(covmean) and not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3)
-    ):
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if not np.isfinite(covmean).all():
-        raise ValueError("covariance square root is not finite; are the features degenerate?")
-    covmean = covmean.real
+    if not (np.isfinite(sigma1).all() and np.isfinite(sigma2).all()):
+        raise ValueError("covariances are not finite; are the features degenerate?")
+    root = _psd_sqrt(sigma1)
+    product = root @ sigma2 @ root
+    eigenvalues = np.linalg.eigvalsh((product + product.T) / 2.0)
+    trace_covmean = float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
     diff = mu1 - mu2
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean)
+    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean
     return max(0.0, float(value))
 
 

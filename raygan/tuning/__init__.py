@@ -1,0 +1,12 @@
+"""Ray Tune layer: coevolution runs as Tune trials, sweeps, and reading the results back.
+
+* `trainable`: `CoevolutionTrainable` (one Tune iteration = one generation of the grid), the
+  trial config (`{"raygan": <base config>, "<dotted.key>": value}`) and trial resources;
+* `experiment`: `Tuner`s for `raygan train` / `raygan tune` (schedulers, checkpoints, failure
+  handling, progress lines) and `raygan resume`;
+* `board`: TensorBoard logs; `history`: the Parquet population history;
+* `results`: offline access (trials, `ResultGrid`, checkpoints, samples of the best mixture);
+* `report`: the trials table and the static HTML page of `raygan report`.
+
+Importing `raygan.tuning` alone does not import Ray (`history` and `board` never do).
+"""

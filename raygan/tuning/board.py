@@ -1,0 +1,76 @@
+"""TensorBoard logs of one trial: run-level and per-cell scalars, and the figures as images.
+
+Tags: `run/<score>` (the best mixture's scores), `run/seconds`, `run/best_cell`, and for cell i
+`cell_ii/<field>` (learning rates, fitness, training losses, replacements, mixture score) and
+`cell_ii/score/<name>` at evaluations. The step is the number of generations completed.
+Written with tensorboardX (a Ray Tune dependency), so no TensorFlow or tensorboard is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from raygan.engine.controller import GenerationSummary
+
+BOARD_DIR = "tensorboard"
+
+_CELL_FIELDS = (
+    "g_lr",
+    "d_lr",
+    "g_fitness",
+    "d_fitness",
+    "train_g_loss",
+    "train_d_loss",
+    "mixture_score",
+    "g_replaced",
+    "d_replaced",
+)
+
+
+class Board:
+    """A TensorBoard writer for one trial.
+
+    Args:
+        logdir: the directory the event files go to.
+    """
+
+    def __init__(self, logdir: str | Path) -> None:
+        from tensorboardX import SummaryWriter
+
+        self.logdir = Path(logdir)
+        self._writer = SummaryWriter(str(self.logdir), flush_secs=30)
+
+    def generation(self, summary: GenerationSummary) -> None:
+        """Scalars of one finished generation, for the run and for every cell."""
+        step = summary.generation + 1
+        w = self._writer
+        w.add_scalar("run/seconds", summary.seconds, step)
+        if summary.evaluated:
+            w.add_scalar("run/best_cell", summary.best_cell, step)
+            for name, value in summary.scores.items():
+                w.add_scalar(f"run/{name}", value, step)
+        for report in summary.reports:
+            prefix = f"cell_{report.cell:02d}"
+            for name in _CELL_FIELDS:
+                w.add_scalar(f"{prefix}/{name}", float(getattr(report, name)), step)
+            for name, value in report.scores.items():
+                w.add_scalar(f"{prefix}/score/{name}", value, step)
+
+    def figures(self, paths: Iterable[Path], step: int) -> None:
+        """PNG figures as images, tagged `figures/<file stem>`."""
+        import matplotlib.image
+
+        for path in paths:
+            pixels = np.asarray(matplotlib.image.imread(path))[..., :3]  # drop alpha
+            self._writer.add_image(f"figures/{path.stem}", pixels, step, dataformats="HWC")
+
+    def flush(self) -> None:
+        """Write pending events to disk."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self._writer.close()

@@ -1,0 +1,303 @@
+"""Build and run Tune experiments of coevolution runs: search space, scheduler, run settings.
+
+`raygan train` is an experiment with one trial; `raygan tune` draws `tune.num_samples` trials
+from `tune.space` and hands them to the scheduler named in `tune.scheduler` (PBT, PB2, ASHA).
+Checkpoints are the engine's; Tune keeps them (all of them under PBT/PB2, whose exploits restore
+other trials' older checkpoints), restarts failed trials from the last one (`FailureConfig`)
+and copies the trial's files (TensorBoard, Parquet history, figures) to the storage path.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune import Callback, CheckpointConfig, FailureConfig, ResultGrid, SyncConfig
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
+
+from raygan.config import RunConfig, SearchDomain
+from raygan.tuning.trainable import (
+    CoevolutionTrainable,
+    metric_name,
+    run_config_of,
+    trial_config,
+)
+
+
+def is_uri(path: str) -> bool:
+    """True for `s3://...`, `gs://...` and other URIs (as opposed to local paths)."""
+    return "://" in path
+
+
+def storage_location(path: str | Path) -> str:
+    """A URI as it is, a local path made absolute (Tune reads relative paths as URIs)."""
+    text = str(path)
+    return text if is_uri(text) else str(Path(text).expanduser().resolve())
+
+
+def experiment_path(storage_path: str, name: str) -> str:
+    """Where Tune writes the experiment: `<storage_path>/<name>`."""
+    return f"{storage_location(storage_path).rstrip('/')}/{name}"
+
+
+def start_ray() -> None:
+    """Join the cluster (`RAY_ADDRESS`, or the last `ray start` here) or start a local one."""
+    from raygan.distributed.pool import ensure_ray
+
+    # Tune's status tables and banners stay off (ProgressCallback prints one line per
+    # generation); an explicit RAY_AIR_NEW_OUTPUT from the user wins
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # short generations checkpoint often, so Tune's snapshots are forced often: that is expected
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    ensure_ray(logging_level=logging.WARNING)
+    # a restarted trial's result.json may not have reached storage yet; Tune warns, then writes it
+    logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
+
+
+class _DeletedCheckpointFilter(logging.Filter):
+    """Drops Tune's traceback for re-deleting a checkpoint that is already gone.
+
+    When the driver dies after Tune deleted an old checkpoint (`num_to_keep`) but before its
+    next experiment snapshot, the restored state still lists that checkpoint; Tune deletes it
+    again on the next save and logs the FileNotFoundError as an error. Nothing is lost: the new
+    checkpoint is registered before the deletion.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, FileNotFoundError) and "checkpoint_" in str(exc))
+
+
+def _domain(domain: SearchDomain) -> Any:
+    values = list(domain.values())
+    if domain.choice is not None:
+        return tune.choice(values)
+    if domain.grid is not None:
+        return tune.grid_search(values)
+    if domain.uniform is not None:
+        return tune.uniform(*values)
+    if domain.loguniform is not None:
+        return tune.loguniform(*values)
+    return tune.randint(*values)
+
+
+def param_space(config: RunConfig, sweep: bool) -> dict[str, Any]:
+    """Tune's param space: the base config plus one Tune domain per `tune.space` entry."""
+    space = {k: _domain(d) for k, d in config.tune.space.items()} if sweep else {}
+    return trial_config(config, space)
+
+
+def clamp_to_space(
+    bounds: dict[str, tuple[float, float]], config: dict[str, Any]
+) -> dict[str, Any]:
+    """Keep perturbed knobs inside their domains (PBT multiplies by 0.8 / 1.2 unbounded)."""
+    out = dict(config)
+    for key, (low, high) in bounds.items():
+        value = min(max(out[key], low), high)
+        out[key] = int(round(value)) if isinstance(out[key], int) else value
+    return out
+
+
+def make_scheduler(config: RunConfig) -> TrialScheduler:
+    """The scheduler named by `tune.scheduler`, deciding on `generation` (results' time)."""
+    t = config.tune
+    if t.scheduler == "asha":
+        return ASHAScheduler(
+            time_attr="generation",
+            max_t=config.training.generations,
+            grace_period=t.grace_period,
+            reduction_factor=t.reduction_factor,
+        )
+    if t.scheduler == "none":
+        return FIFOScheduler()
+    mutable = t.mutable()
+    bounds = {
+        k: (d.values()[0], d.values()[1] - (1 if d.randint is not None else 0))
+        for k, d in mutable.items()
+        if d.choice is None and d.grid is None
+    }
+    explore = functools.partial(clamp_to_space, bounds)
+    if t.scheduler == "pb2":
+        from ray.tune.schedulers.pb2 import PB2
+
+        return PB2(
+            time_attr="generation",
+            perturbation_interval=t.perturbation_interval,
+            hyperparam_bounds={k: list(d.values()) for k, d in mutable.items()},
+            quantile_fraction=t.quantile_fraction,
+            synch=t.synch,
+            custom_explore_fn=explore,
+        )
+    mutations: dict[str, Any] = {
+        k: list(d.values()) if d.choice is not None or d.grid is not None else _domain(d)
+        for k, d in mutable.items()
+    }
+    return PopulationBasedTraining(
+        time_attr="generation",
+        perturbation_interval=t.perturbation_interval,
+        hyperparam_mutations=mutations,
+        quantile_fraction=t.quantile_fraction,
+        resample_probability=t.resample_probability,
+        synch=t.synch,
+        custom_explore_fn=explore,
+    )
+
+
+def _trial_name(trial: Trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+class ProgressCallback(Callback):
+    """One line per generation per trial on stderr, instead of Tune's status tables."""
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+    ) -> None:
+        """Report a generation."""
+        gen, total = result.get("generation"), result.get("generations")
+        scores = {
+            k[5:]: v for k, v in result.items()
+            if k.startswith("best/") and isinstance(v, float) and math.isfinite(v)
+        }
+        if scores:
+            text = f"best cell {result.get('best_cell')} " + " ".join(
+                f"{k}={v:.4g}" for k, v in scores.items()
+            ) + ("" if result.get("evaluated") else " (last evaluation)")
+        else:
+            text = "not evaluated yet"
+        print(
+            f"raygan: {trial.trial_id} generation {gen}/{total} "
+            f"({result.get('seconds', 0):.1f}s) {text}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        """Say where the traceback is."""
+        print(
+            f"raygan: {trial.trial_id} failed (attempt {trial.run_metadata.num_failures}); see "
+            f"{trial.path}/error.txt",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def build_tuner(
+    config: RunConfig,
+    *,
+    sweep: bool,
+    storage_path: str | None = None,
+    name: str | None = None,
+    quiet: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> tune.Tuner:
+    """A `Tuner` for `config`: a one-trial run (`sweep=False`) or the sweep in `tune`.
+
+    Args:
+        config: the run config (its `tune` section when `sweep`).
+        sweep: draw `tune.num_samples` trials from `tune.space` under `tune.scheduler`.
+        storage_path: directory or URI (default `output.storage_path`).
+        name: experiment name (default the config's name).
+        quiet: no progress lines.
+        callbacks: more Tune callbacks (after the progress printer).
+    """
+    run_config_of(trial_config(config))  # fail here, not in the first trial
+    t = config.tune
+    storage = storage_path or config.output.storage_path
+    keep = config.output.keep_checkpoints
+    if keep is None and not (sweep and t.scheduler in ("pbt", "pb2")):
+        keep = 2
+    run_config = tune.RunConfig(
+        name=name or config.name,
+        storage_path=storage_location(storage),
+        failure_config=FailureConfig(max_failures=t.max_failures),
+        checkpoint_config=CheckpointConfig(
+            num_to_keep=keep,
+            checkpoint_frequency=config.output.checkpoint_every,
+            checkpoint_at_end=True,
+        ),
+        sync_config=SyncConfig(sync_artifacts=True),
+        callbacks=([] if quiet else [ProgressCallback()]) + list(callbacks or []),
+        verbose=0,
+    )
+    tune_config = tune.TuneConfig(
+        metric=metric_name(config),
+        mode=t.mode,
+        scheduler=make_scheduler(config) if sweep else FIFOScheduler(),
+        num_samples=t.num_samples if sweep else 1,
+        max_concurrent_trials=t.max_concurrent_trials,
+        reuse_actors=t.reuse_actors,
+        trial_name_creator=_trial_name,
+        trial_dirname_creator=_trial_name,
+    )
+    return tune.Tuner(
+        CoevolutionTrainable,
+        param_space=param_space(config, sweep),
+        tune_config=tune_config,
+        run_config=run_config,
+    )
+
+
+def run_experiment(
+    config: RunConfig,
+    *,
+    sweep: bool,
+    storage_path: str | None = None,
+    name: str | None = None,
+    quiet: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> tuple[str, ResultGrid]:
+    """Run a new experiment (see `build_tuner` for the arguments); returns its path and results.
+
+    Raises:
+        FileExistsError: when the experiment directory already holds an experiment.
+    """
+    storage = storage_path or config.output.storage_path
+    path = experiment_path(storage, name or config.name)
+    if tune.Tuner.can_restore(path):
+        raise FileExistsError(
+            f"{path} already holds an experiment; continue it with `raygan resume {path}`, "
+            "or choose another --name or --storage"
+        )
+    start_ray()
+    tuner = build_tuner(
+        config, sweep=sweep, storage_path=storage, name=name, quiet=quiet, callbacks=callbacks
+    )
+    return path, tuner.fit()
+
+
+def resume_experiment(path: str) -> ResultGrid:
+    """Continue an interrupted experiment: unfinished and errored trials from their checkpoints.
+
+    Raises:
+        FileNotFoundError: when `path` holds no Tune experiment.
+    """
+    path = storage_location(path)
+    if not tune.Tuner.can_restore(path):
+        raise FileNotFoundError(
+            f"{path} is not a Tune experiment (no experiment_state-*.json); pass the directory "
+            "`raygan train` or `raygan tune` printed (<storage_path>/<name>)"
+        )
+    start_ray()
+    controller_log = logging.getLogger("ray.tune.execution.tune_controller")
+    if not any(isinstance(f, _DeletedCheckpointFilter) for f in controller_log.filters):
+        controller_log.addFilter(_DeletedCheckpointFilter())
+    tuner = tune.Tuner.restore(
+        path, CoevolutionTrainable, resume_unfinished=True, resume_errored=True
+    )
+    return tuner.fit()
+

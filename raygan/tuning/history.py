@@ -1,0 +1,92 @@
+"""The population history as a Parquet table: one row per cell per generation.
+
+Rows are the controller's records (`CellReport.to_dict`). Columns keep their report names
+(`generation`, `cell`, `g_lr`, `d_lr`, `g_loss`, `g_fitness`, `d_fitness`, `g_replaced`,
+`d_replaced`, `g_parent`, `d_parent`, `mixture_weights`, ...); the per-cell scores become one
+column each, `score/<name>`, null in generations that were not evaluated. Needs pyarrow only,
+so the table can be written and read without Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+HISTORY_FILE = "history.parquet"
+SCORE_PREFIX = "score/"
+
+# explicit types, so a column is typed the same in every file (and when all values are null)
+_COLUMNS: dict[str, pa.DataType] = {
+    "generation": pa.int64(),
+    "cell": pa.int64(),
+    "g_lr": pa.float64(),
+    "d_lr": pa.float64(),
+    "g_loss": pa.string(),
+    "g_loss_counts": pa.map_(pa.string(), pa.int64()),
+    "g_fitness": pa.float64(),
+    "d_fitness": pa.float64(),
+    "g_replaced": pa.bool_(),
+    "d_replaced": pa.bool_(),
+    "g_parent": pa.int64(),
+    "d_parent": pa.int64(),
+    "g_lr_mutated": pa.bool_(),
+    "d_lr_mutated": pa.bool_(),
+    "mixture_members": pa.list_(pa.int64()),
+    "mixture_weights": pa.list_(pa.float64()),
+    "mixture_score": pa.float64(),
+    "mixture_accepted": pa.bool_(),
+    "train_g_loss": pa.float64(),
+    "train_d_loss": pa.float64(),
+    "steps": pa.int64(),
+    "nonfinite": pa.bool_(),
+    "seconds": pa.float64(),
+}
+
+
+def _cell(value: Any, kind: pa.DataType) -> Any:
+    if kind == pa.map_(pa.string(), pa.int64()) and isinstance(value, dict):
+        return [(str(k), int(v)) for k, v in value.items()]
+    return value
+
+
+def history_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """The records as an Arrow table (columns in `_COLUMNS` order, then the scores, sorted)."""
+    score_names = sorted({name for row in rows for name in row.get("scores") or {}})
+    columns: dict[str, pa.Array] = {}
+    for name, kind in _COLUMNS.items():
+        columns[name] = pa.array([_cell(row.get(name), kind) for row in rows], type=kind)
+    for name in score_names:
+        values = []
+        for row in rows:
+            value = (row.get("scores") or {}).get(name)
+            values.append(None if value is None else float(value))
+        columns[SCORE_PREFIX + name] = pa.array(values, type=pa.float64())
+    return pa.table(columns)
+
+
+def write_history(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Write the table atomically (a temp file beside `path`, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(history_table(rows), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    """The table as a pandas DataFrame (NaN scores stand for 'not evaluated')."""
+    return pq.read_table(path).to_pandas()

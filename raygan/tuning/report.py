@@ -1,0 +1,202 @@
+"""`raygan report`: a table of an experiment's trials and a static HTML page.
+
+The page is one self-contained file (figures embedded as PNG data): the trials table, the
+metric curves of every trial, the PBT exploit records (if any), and per trial its latest
+samples, per-cell samples (images) and per-cell score heatmap. Built offline from the
+experiment directory (no Ray cluster).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from raygan.tuning.results import TrialRecord, best_trial, load_trials, require_experiment
+
+REPORT_FILE = "report.html"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def trial_rows(trials: list[TrialRecord]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the trials table (one row per trial)."""
+    knob_keys = sorted({k for t in trials for k in t.knobs})
+    metric = trials[0].metric if trials else "metric"
+    header = ["trial", "status", "failures", "generation", metric, "best cell", *knob_keys]
+    rows = []
+    for t in trials:
+        gen = t.last.get("generation")
+        total = t.config.training.generations
+        rows.append(
+            [
+                t.trial_id,
+                t.status,
+                str(t.failures),
+                f"{gen if gen is not None else 0}/{total}",
+                _fmt(t.score),
+                _fmt(t.last.get("best_cell", "")),
+                *[_fmt(t.knobs.get(k, "")) for k in knob_keys],
+            ]
+        )
+    return header, rows
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table with aligned columns."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def exploit_records(experiment: Path) -> list[dict[str, Any]]:
+    """PBT/PB2 exploit steps from `pbt_global.txt` (empty if the sweep made none).
+
+    Each: target and cloned trial tags, their Tune iterations (generations run) when Tune
+    logged the step, and the target's knobs after it.
+    """
+    path = experiment / "pbt_global.txt"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        target, clone, target_iter, clone_iter, _old, new = json.loads(line)
+        knobs = {k: v for k, v in new.items() if k != "raygan"}
+        records.append(
+            {"target": target, "clone": clone, "target_iteration": target_iter,
+             "clone_iteration": clone_iter, "new_knobs": knobs}
+        )
+    return records
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _img(data: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _file_img(path: Path) -> str:
+    return _img(base64.b64encode(path.read_bytes()).decode(), path.name)
+
+
+def curve_figures(trials: list[TrialRecord]) -> list[tuple[str, str]]:
+    """One figure per reported `best/...` score: every trial's curve over generations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = [(t, t.curves) for t in trials if t.curves is not None and len(t.curves)]
+    names = sorted({c for _, df in frames for c in df.columns if str(c).startswith("best/")})
+    figures = []
+    for name in names:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for trial, df in frames:
+            if name in df.columns and "generation" in df.columns:
+                # evaluated generations only (results carry scores forward between them); a
+                # generation run twice (restart, PBT exploit) counts as its last run
+                rows = df[df["evaluated"].astype(bool)] if "evaluated" in df.columns else df
+                rows = rows[["generation", name]].dropna()
+                rows = rows.drop_duplicates("generation", keep="last").sort_values("generation")
+                ax.plot(rows["generation"], rows[name], marker=".", label=trial.trial_id)
+        ax.set_xlabel("generation")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        if len(frames) <= 12:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        figures.append((name, _png(fig)))
+    return figures
+
+
+def _table_html(header: list[str], rows: list[list[str]], link_first: bool = False) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = [html.escape(c) for c in row]
+        if link_first:
+            cells[0] = f'<a href="#{cells[0]}">{cells[0]}</a>'
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em;max-width:1200px}"
+    "table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%;text-align:left}"
+    "img{max-width:560px;margin:4px;vertical-align:top}"
+    ".best{background:#eef8ee}"
+)
+
+
+def render_html(experiment: Path, trials: list[TrialRecord]) -> str:
+    """The report page."""
+    header, rows = trial_rows(trials)
+    best = best_trial(trials) if trials else None
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(experiment.name)}"
+        f"</title><style>{_STYLE}</style></head><body>",
+        f"<h1>raygan experiment {html.escape(experiment.name)}</h1>",
+        f"<p>{html.escape(str(experiment))}: {len(trials)} trial(s)"
+        + (f", best {html.escape(best.trial_id)} ({html.escape(best.metric)} = "
+           f"{_fmt(best.score)})" if best else "")
+        + "</p>",
+        "<h2>Trials</h2>",
+        _table_html(header, rows, link_first=True),
+        "<h2>Metric curves</h2>",
+        "".join(_img(data, name) for name, data in curve_figures(trials)) or "<p>no results</p>",
+    ]
+    exploits = exploit_records(experiment)
+    if exploits:
+        parts.append(f"<h2>PBT exploits ({len(exploits)})</h2>")
+        parts.append(
+            _table_html(
+                ["iteration", "trial", "copied (at its iteration)", "knobs after"],
+                [[str(e["target_iteration"]), e["target"],
+                  f"{e['clone']} ({e['clone_iteration']})", json.dumps(e["new_knobs"])]
+                 for e in exploits],
+            )
+        )
+    for trial in trials:
+        parts.append(f"<h2 id='{html.escape(trial.trial_id)}'>Trial {html.escape(trial.trial_id)}"
+                     f" ({html.escape(trial.status)})</h2>")
+        parts.append(f"<p>{html.escape(str(trial.path))}"
+                     + (f"<br>error: {html.escape(trial.error)}" if trial.error else "") + "</p>")
+        figures = sorted(p for p in trial.path.glob("*.png") if "_gen" not in p.stem)
+        parts.append("".join(_file_img(p) for p in figures) or "<p>no figures yet</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(path: str | Path, out: str | Path | None = None) -> tuple[Path, str]:
+    """Write the HTML report of the experiment at `path` (default `<path>/report.html`).
+
+    Returns:
+        The HTML file and the plain-text trials table.
+    """
+    experiment = require_experiment(path)
+    trials = load_trials(experiment)
+    target = Path(out) if out else experiment / REPORT_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(render_html(experiment, trials))
+    tmp.replace(target)
+    return target, format_table(*trial_rows(trials))

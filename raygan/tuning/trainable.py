@@ -1,0 +1,201 @@
+"""The Ray Tune `Trainable`: one training iteration is one generation of the whole grid.
+
+A trial's Tune config is `{"raygan": <RunConfig as a dict>, "<dotted.key>": value, ...}`: the
+base run config plus the knobs the sweep drew (see `trial_config` / `run_config_of`). The
+trainable drives an engine `Controller` over a cell pool:
+
+* `resources.backend: ray`: every cell is an actor placed in the trial's own placement group
+  (bundle 0 is this process, bundles 1..n the cells), so Tune places whole grids;
+* `resources.backend: local`: the cells run one after another inside this process, which then
+  reserves one cell's share (small machines, tests, several trials side by side).
+
+Files in the trial directory: `tensorboard/` (scalars per run and per cell, figures),
+`history.parquet` (one row per cell per generation), the figures of the last evaluation, and
+Tune's `checkpoint_*/checkpoint.pt` (the engine's checkpoint), `result.json`, `params.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune import PlacementGroupFactory
+
+from raygan.config import RunConfig, config_from_dict
+from raygan.distributed.resources import trial_bundles
+from raygan.engine.checkpoint import load_checkpoint, save_checkpoint
+from raygan.engine.controller import Controller, GenerationSummary, primary_metric
+from raygan.engine.pool import CellPool
+from raygan.engine.run import CHECKPOINT, write_figures
+from raygan.engine.task import grid_of
+from raygan.tuning.board import BOARD_DIR, Board
+from raygan.tuning.history import HISTORY_FILE, write_history
+
+BASE_KEY = "raygan"
+"""Key of the base run config in a trial's Tune config; every other key is a dotted override."""
+
+# sections a checkpoint must share with the trial that loads it (PBT clones within a shape)
+_STRUCTURE = ("grid", "networks", "data")
+_PATH_KEYS = ("data.root", "metrics.cache_dir", "metrics.inception_weights")
+
+
+def trial_config(config: RunConfig, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Tune config of a trial of `config`.
+
+    The sweep itself (space, scheduler) is left out of the base: a trial is one run, ranked by
+    the same metric and mode.
+    """
+    base = config.to_dict()
+    base["tune"].update(space={}, scheduler="none")
+    return {BASE_KEY: base, **(overrides or {})}
+
+
+def run_config_of(tune_config: dict[str, Any]) -> RunConfig:
+    """The `RunConfig` a trial runs: the base config with the drawn knobs applied."""
+    if BASE_KEY not in tune_config:
+        raise ValueError(f"not a raygan trial config (no {BASE_KEY!r} key): {sorted(tune_config)}")
+    base = config_from_dict(tune_config[BASE_KEY])
+    overrides = {k: v for k, v in tune_config.items() if k != BASE_KEY}
+    return base.replace(**overrides) if overrides else base
+
+
+def with_absolute_paths(config: RunConfig, base: str | Path) -> RunConfig:
+    """Relative local paths in the config (data root, caches) resolved against `base`."""
+    overrides = {}
+    for key in _PATH_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        local = value and "://" not in value and not value.startswith("~")
+        if local and not Path(value).is_absolute():
+            overrides[key] = str(Path(base, value))
+    return config.replace(**overrides) if overrides else config
+
+
+def metric_name(config: RunConfig) -> str:
+    """The result key trials are ranked by: `tune.metric`, else the best mixture's main score."""
+    return config.tune.metric or f"best/{primary_metric(config)}"
+
+
+def latest_scores(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `best/...` scores of the last evaluated generation (empty before the first)."""
+    for summary in reversed(summaries):
+        if summary.get("evaluated"):
+            return {k: v for k, v in summary.items() if k.startswith("best/")}
+    return {}
+
+
+class CoevolutionTrainable(tune.Trainable):
+    """A coevolution run as a Tune trial (see the module docstring)."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        """Build the run's pool, controller and TensorBoard writer."""
+        # Ray Train logs every checkpoint at INFO level from this process; keep warnings only
+        logging.getLogger("ray.train").setLevel(logging.WARNING)
+        self.run_config = run_config_of(config)
+        self.out = Path(self.logdir)
+        # Tune runs trials in their own directories; relative paths mean the directory the
+        # worker started in (the job's working directory on a cluster)
+        start_dir = os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd())
+        self.pool = self._make_pool(with_absolute_paths(self.run_config, start_dir))
+        self.controller = Controller(self.run_config, self.pool)
+        self.board = Board(self.out / BOARD_DIR)
+
+    @classmethod
+    def default_resource_request(cls, config: dict[str, Any]) -> PlacementGroupFactory:
+        """Bundles of a trial (see `raygan.distributed.trial_bundles`)."""
+        run = run_config_of(config)
+        res = run.resources
+        bundles = trial_bundles(res, grid_of(run).size)
+        return PlacementGroupFactory(bundles, strategy=res.placement_strategy)
+
+    @staticmethod
+    def _make_pool(config: RunConfig) -> CellPool:
+        if config.resources.backend == "local":
+            from raygan.engine.pool import LocalCellPool
+
+            return LocalCellPool(config)
+        from ray.util import get_current_placement_group
+
+        from raygan.distributed.pool import RayCellPool
+
+        group = get_current_placement_group()
+        if group is None:  # run outside Tune (a test, a notebook): the pool reserves its own
+            return RayCellPool(config)
+        # the cells take the last bundles; an empty bundle 0 is dropped by Tune
+        offset = len(group.bundle_specs) - grid_of(config).size
+        return RayCellPool(config, placement_group=group, bundle_offset=offset)
+
+    def step(self) -> dict[str, Any]:
+        """Run one generation; evaluations also write figures and log them as images."""
+        summary = self.controller.step()
+        self.board.generation(summary)
+        if summary.evaluated:
+            self._figures(summary)
+        return self._result(summary)
+
+    def _figures(self, summary: GenerationSummary) -> None:
+        cfg, gen = self.run_config, self.controller.generation
+        paths = write_figures(self.controller, self.out)
+        self.board.figures(paths, gen)
+        if cfg.output.plot_every and gen % cfg.output.plot_every == 0:
+            for path in paths:
+                shutil.copyfile(path, path.with_name(f"{path.stem}_gen{gen:04d}{path.suffix}"))
+
+    def _result(self, summary: GenerationSummary) -> dict[str, Any]:
+        # schedulers need the metric in every result: the last evaluation's scores are carried
+        # forward (NaN before the first); config checks make PBT/ASHA decide only on fresh ones
+        scores = latest_scores(self.controller.summaries)
+        metric = metric_name(self.run_config)
+        return {
+            "generation": self.controller.generation,
+            "generations": self.run_config.training.generations,
+            "seconds": summary.seconds,
+            "evaluated": summary.evaluated,
+            "best_cell": self.controller.best_cell,
+            metric: math.nan,
+            **scores,
+            "done": self.controller.done,
+        }
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        """The engine's checkpoint; also refreshes the Parquet history and flushes TensorBoard."""
+        save_checkpoint(
+            Path(checkpoint_dir) / CHECKPOINT,
+            self.run_config,
+            self.controller.state_dict(),
+            self.pool.state_dicts(),
+        )
+        write_history(self.out / HISTORY_FILE, self.controller.history)
+        self.board.flush()
+
+    def load_checkpoint(self, checkpoint: Any) -> None:
+        """Restore the cells and the controller from `save_checkpoint`'s directory.
+
+        The trial's current config wins (after a PBT exploit it holds the perturbed knobs); the
+        checkpoint must describe the same grid, networks and data.
+        """
+        saved, controller_state, cell_states = load_checkpoint(Path(checkpoint) / CHECKPOINT)
+        for section in _STRUCTURE:
+            if getattr(saved, section) != getattr(self.run_config, section):
+                raise ValueError(
+                    f"checkpoint {checkpoint} has another {section} section than this trial: "
+                    f"{getattr(saved, section)} vs {getattr(self.run_config, section)}"
+                )
+        self.pool.load_state_dicts(cell_states)
+        self.controller.load_state_dict(controller_state)
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """Start over with another config in this process (`reuse_actors`, PBT exploits)."""
+        self.cleanup()
+        self.setup(new_config)
+        return True
+
+    def cleanup(self) -> None:
+        """Release the pool (its actors, if any) and close the event file."""
+        self.pool.close()
+        self.board.close()

@@ -1,0 +1,414 @@
+"""Ray Tune layer: `raygan train/tune/resume/sample/report`, checkpoints, restarts, PBT.
+
+Trials use `backend: local` (one actor per trial) on the session's Ray instance (conftest.py);
+one test kills a `raygan train` driver that runs its own Ray instance in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import tiny_toy_config
+
+from raygan.cli import main
+from raygan.config import ConfigError, RunConfig, config_from_dict, load_config
+from raygan.distributed.resources import trial_bundles
+from raygan.engine.checkpoint import load_checkpoint
+
+pytest.importorskip("ray.tune")
+
+from ray import tune  # noqa: E402
+
+from raygan.tuning.experiment import (  # noqa: E402
+    clamp_to_space,
+    make_scheduler,
+    param_space,
+    run_experiment,
+)
+from raygan.tuning.history import read_history  # noqa: E402
+from raygan.tuning.report import exploit_records  # noqa: E402
+from raygan.tuning.results import latest_checkpoint, load_trials  # noqa: E402
+from raygan.tuning.trainable import (  # noqa: E402
+    CoevolutionTrainable,
+    trial_config,
+    with_absolute_paths,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATIONS = 12
+# evaluations every 2 generations (so results carry scores forward), a checkpoint every one
+TRAIN_CONFIG: RunConfig = tiny_toy_config(
+    **{"training.generations": GENERATIONS, "metrics.every": 2, "output.checkpoint_every": 1}
+)
+
+
+def _write(config: RunConfig, path: Path, extra: dict[str, Any] | None = None) -> Path:
+    data = config.to_dict()
+    for section, values in (extra or {}).items():
+        data[section] = {**data.get(section, {}), **values}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _trial_dirs(experiment: Path) -> list[Path]:
+    return sorted(p for p in experiment.iterdir() if p.is_dir() and p.name.startswith("trial_"))
+
+
+def _history(experiment: Path) -> pd.DataFrame:
+    (trial,) = _trial_dirs(experiment)
+    return read_history(trial / "history.parquet").drop(columns="seconds")
+
+
+def _final_scores(experiment: Path) -> dict[str, float]:
+    (record,) = load_trials(experiment)
+    return {k: v for k, v in record.last.items() if k.startswith("best/")}
+
+
+def _final_cells(experiment: Path) -> list[dict[str, Any]]:
+    (trial,) = _trial_dirs(experiment)
+    found = latest_checkpoint(trial)
+    assert found is not None
+    _, controller, cells = load_checkpoint(found)
+    assert controller["generation"] == GENERATIONS
+    return cells
+
+
+def _assert_same_states(a: Any, b: Any, where: str = "cells") -> None:
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same_states(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_states(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`TRAIN_CONFIG` as a YAML file."""
+    return _write(TRAIN_CONFIG, tmp_path_factory.mktemp("cfg") / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def trained(
+    ray_session: None, config_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """An uninterrupted `raygan train` of `TRAIN_CONFIG`; the experiment directory."""
+    storage = tmp_path_factory.mktemp("results")
+    assert main(["train", str(config_file), "--storage", str(storage), "--quiet"]) == 0
+    return storage / "tiny"
+
+
+# -- without a cluster ----------------------------------------------------------------------
+def test_trial_resources_are_one_bundle_per_cell_plus_the_controller() -> None:
+    ray_cfg = tiny_toy_config(**{"resources.backend": "ray", "resources.cpus_per_cell": 2.0,
+                                 "resources.gpus_per_cell": 0.25})
+    assert trial_bundles(ray_cfg.resources, 4) == [{"CPU": 1.0}] + [{"CPU": 2.0, "GPU": 0.25}] * 4
+    no_head = ray_cfg.replace(**{"resources.controller_cpus": 0.0})
+    assert trial_bundles(no_head.resources, 2) == [{}] + [{"CPU": 2.0, "GPU": 0.25}] * 2
+    # backend local: the trial process runs the cells in turn, so it reserves one cell's share
+    assert trial_bundles(TRAIN_CONFIG.resources, 4) == [{"CPU": 1.0}]
+    factory = CoevolutionTrainable.default_resource_request(trial_config(ray_cfg))
+    assert factory.bundles == [{"CPU": 1.0}] + [{"CPU": 2.0, "GPU": 0.25}] * 4
+    gpu = load_config(ROOT / "tune_configs" / "pbt_toy_gpu.yaml")
+    bundles = CoevolutionTrainable.default_resource_request(trial_config(gpu)).bundles
+    assert len(bundles) == 1 + 25 and bundles[1] == {"CPU": 1.0, "GPU": 0.25}
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "tune_configs").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_shipped_config_builds_its_experiment(path: Path) -> None:
+    config = load_config(path)
+    space = param_space(config, sweep=True)
+    assert set(space) == {"raygan", *config.tune.space}
+    scheduler = make_scheduler(config)
+    expected = {"none": "FIFOScheduler", "pbt": "PopulationBasedTraining", "pb2": "PB2",
+                "asha": "AsyncHyperBandScheduler"}[config.tune.scheduler]
+    assert type(scheduler).__name__ == expected
+    if config.tune.scheduler == "pbt":
+        # population-shaping knobs are drawn once; only live ones are perturbed
+        assert set(scheduler._hyperparam_mutations) == set(config.tune.mutable())
+        assert "seed" not in scheduler._hyperparam_mutations
+    if path.stem in ("pbt_toy", "asha_mnist"):  # sized for 2 CPUs: trials of one CPU each
+        bundles = CoevolutionTrainable.default_resource_request(trial_config(config)).bundles
+        assert bundles == [{"CPU": 1.0}]
+
+
+def test_tune_section_errors_name_the_key() -> None:
+    cases = [
+        ({"tune": {"scheduler": "pbx"}}, ["tune.scheduler", "'pbt'"]),
+        ({"tune": {"space": {"grid.rowz": {"choice": [2]}}}}, ["grid.rowz", "did you mean"]),
+        ({"tune": {"space": {"grid.rows": {"choice": [0, 2]}}}}, ["grid.rows", "0", ">= 1"]),
+        ({"tune": {"space": {"mixture.sigma": {"uniform": [0.1]}}}}, ["[low, high]"]),
+        ({"tune": {"space": {"mixture.sigma": {"loguniform": [0.0, 1.0]}}}}, ["low > 0"]),
+        ({"tune": {"space": {"mixture.sigma": {"uniform": [0.1, 0.2], "choice": [1]}}}},
+         ["exactly one of"]),
+        ({"tune": {"scheduler": "pbt", "space": {"seed": {"choice": [1, 2]}}}},
+         ["pbt needs", "mixture.sigma"]),
+        ({"tune": {"scheduler": "pb2", "space": {"evolution.tournament_size": {"choice": [2]}}}},
+         ["pb2 needs", "uniform/loguniform"]),
+        ({"metrics": {"every": 3}, "tune": {"scheduler": "asha", "grace_period": 4}},
+         ["tune.grace_period", "multiple of metrics.every"]),
+        ({"output": {"keep_checkpoints": 0}}, ["output.keep_checkpoints"]),
+    ]
+    base = TRAIN_CONFIG.to_dict()
+    for extra, fragments in cases:
+        data = {**base, **{k: {**base.get(k, {}), **v} for k, v in extra.items()}}
+        with pytest.raises(ConfigError) as info:
+            config_from_dict(data)
+        for fragment in fragments:
+            assert fragment in str(info.value), (fragment, str(info.value))
+
+
+def test_perturbed_knobs_stay_in_their_domains() -> None:
+    bounds = {"mixture.sigma": (0.001, 0.1), "evolution.tournament_size": (2, 4)}
+    out = clamp_to_space(bounds, {"raygan": {}, "mixture.sigma": 0.5,
+                                  "evolution.tournament_size": 5, "seed": 9})
+    assert out == {"raygan": {}, "mixture.sigma": 0.1, "evolution.tournament_size": 4, "seed": 9}
+    assert clamp_to_space(bounds, {"mixture.sigma": 0.0001, "evolution.tournament_size": 3}) == {
+        "mixture.sigma": 0.001, "evolution.tournament_size": 3}
+
+
+def test_relative_paths_mean_the_directory_the_worker_started_in() -> None:
+    config = tiny_toy_config(**{"data.root": "./data", "metrics.inception_weights": "w/i.pt"})
+    resolved = with_absolute_paths(config, "/job")
+    assert resolved.data.root == "/job/data" and resolved.metrics.inception_weights == "/job/w/i.pt"
+    assert resolved.metrics.cache_dir == "~/.cache/raygan"  # per node, left as it is
+    remote = config.replace(**{"data.root": "s3://bucket/data"})
+    assert with_absolute_paths(remote, "/job").data.root == "s3://bucket/data"
+
+
+def test_bad_directories_give_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["resume", str(tmp_path / "empty")]) == 2
+    assert "is not a Tune experiment" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "is not a Tune experiment" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "empty"), "-n", "5"]) == 2
+    assert "has no checkpoint" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "missing"), "-n", "5"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# -- one trial --------------------------------------------------------------------------------
+def test_train_writes_tensorboard_parquet_history_and_checkpoints(trained: Path) -> None:
+    # the contract: <storage>/<name>/ with Tune's experiment state and one trial directory
+    assert list(trained.glob("experiment_state*.json"))
+    (trial,) = _trial_dirs(trained)
+    results = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    assert [r["generation"] for r in results] == list(range(1, GENERATIONS + 1))
+
+    history = read_history(trial / "history.parquet")
+    assert len(history) == GENERATIONS * 4
+    assert sorted(zip(history["generation"], history["cell"])) == [
+        (g, c) for g in range(GENERATIONS) for c in range(4)]
+    for column in ("g_lr", "d_lr", "g_loss", "g_fitness", "d_fitness", "g_replaced",
+                   "d_replaced", "g_parent", "d_parent", "mixture_weights", "score/mode_tvd"):
+        assert column in history.columns, column
+    assert set(history["g_loss"]) <= {"minimax", "heuristic", "least_squares"}
+    assert all(abs(sum(w) - 1) < 1e-9 for w in history["mixture_weights"])
+    evaluated = history["generation"] % 2 == 1  # metrics.every=2: after generations 2, 4, ...
+    assert history.loc[evaluated, "score/mode_tvd"].notna().all()
+    assert history.loc[~evaluated, "score/mode_tvd"].isna().all()
+
+    checkpoints = sorted(trial.glob("checkpoint_*/checkpoint.pt"))
+    assert 1 <= len(checkpoints) <= 2  # keep_checkpoints: 2 without PBT
+    assert _final_cells(trained)[0]["generation"] == GENERATIONS
+    assert (trial / "samples.png").is_file() and (trial / "mode_tvd_heatmap.png").is_file()
+
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator"
+    )
+    (events,) = list((trial / "tensorboard").glob("events.out.tfevents.*"))
+    acc = event_accumulator.EventAccumulator(str(events), size_guidance={"scalars": 0,
+                                                                         "images": 0})
+    acc.Reload()
+    scalars, images = set(acc.Tags()["scalars"]), set(acc.Tags()["images"])
+    for cell in range(4):
+        assert {f"cell_{cell:02d}/g_fitness", f"cell_{cell:02d}/d_lr",
+                f"cell_{cell:02d}/score/mode_tvd"} <= scalars
+    assert [e.step for e in acc.Scalars("run/mode_tvd")] == list(range(2, GENERATIONS + 1, 2))
+    assert len(acc.Scalars("cell_00/g_lr")) == GENERATIONS
+    assert {"figures/samples", "figures/mode_tvd_heatmap"} <= images
+    assert len(acc.Images("figures/samples")) == GENERATIONS // 2  # one per evaluation
+
+
+def test_result_grid_loads_without_a_running_cluster(trained: Path) -> None:
+    code = (
+        "import json, sys, ray\n"
+        "from raygan.tuning.results import load_results\n"
+        "grid = load_results(sys.argv[1])\n"
+        "assert not ray.is_initialized()\n"
+        "result = grid[0]\n"
+        "print(json.dumps({'n': len(grid), 'errors': len(grid.errors),"
+        " 'generation': result.metrics['generation'], 'rows': len(result.metrics_dataframe),"
+        " 'checkpoint': result.checkpoint.path}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-c", code, str(trained)], capture_output=True,
+                         text=True, timeout=120, env=env, check=True)
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["n"] == 1 and info["errors"] == 0
+    assert info["generation"] == GENERATIONS and info["rows"] == GENERATIONS
+    assert Path(info["checkpoint"]).name.startswith("checkpoint_")
+
+
+def test_sample_writes_the_best_mixture(trained: Path, tmp_path: Path) -> None:
+    assert main(["sample", str(trained), "-n", "64", "--out", str(tmp_path / "a.npy")]) == 0
+    samples = np.load(tmp_path / "a.npy")
+    assert samples.shape == (64, 2) and np.isfinite(samples).all()
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    (trial,) = _trial_dirs(trained)
+    assert main(["sample", str(trial), "-n", "64", "--out", str(tmp_path / "b.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), samples)  # same seed, same draw
+
+
+def test_train_refuses_an_existing_experiment(
+    trained: Path, config_file: Path, capsys: pytest.CaptureFixture
+) -> None:
+    storage = trained.parent
+    assert main(["train", str(config_file), "--storage", str(storage), "--quiet"]) == 2
+    assert "already holds an experiment" in capsys.readouterr().err
+    assert main(["resume", str(trained), "--generations", "20"]) == 2
+    assert "plain runs only" in capsys.readouterr().err
+
+
+class _KillTrialOnce(tune.Callback):
+    """Kills the trial's process once, when it reports generation `at`."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.killed: list[int] = []
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        if result["generation"] == self.at and not self.killed:
+            self.killed.append(result["pid"])
+            os.kill(result["pid"], signal.SIGKILL)
+
+
+def test_failed_trial_restarts_from_its_last_checkpoint(trained: Path, tmp_path: Path) -> None:
+    killer = _KillTrialOnce(at=5)
+    path, results = run_experiment(TRAIN_CONFIG, sweep=False, storage_path=str(tmp_path),
+                                   quiet=True, callbacks=[killer])
+    assert killer.killed and not results.errors
+    (record,) = load_trials(path)
+    assert record.status == "TERMINATED" and record.failures == 1
+    assert _final_scores(Path(path)) == _final_scores(trained)
+    pd.testing.assert_frame_equal(_history(Path(path)), _history(trained))
+    _assert_same_states(_final_cells(Path(path)), _final_cells(trained))
+
+
+def test_killed_driver_then_resume_gives_the_same_final_metrics(
+    trained: Path, config_file: Path, tmp_path: Path
+) -> None:
+    storage = tmp_path / "killed"
+    experiment = storage / "tiny"
+    log = tmp_path / "driver.log"
+    env = {**os.environ, "RAY_ADDRESS": "local"}  # the driver starts its own Ray instance
+    with log.open("w") as out:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "raygan", "train", str(config_file), "--storage",
+             str(storage)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        # two generations checkpointed, ten to go: kill the driver there
+        while not list(experiment.glob("trial_*/checkpoint_000001/checkpoint.pt")):
+            assert driver.poll() is None, f"the driver exited early:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no checkpoint in time:\n{log.read_text()}"
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        # what the driver started for its Ray instance lives on in its process group
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    (interrupted,) = load_trials(experiment)
+    assert interrupted.status != "TERMINATED", "the run finished before the driver was killed"
+    assert "generation 12/12" not in log.read_text()
+
+    assert main(["resume", str(experiment)]) == 0
+    (record,) = load_trials(experiment)
+    assert record.status == "TERMINATED"
+    assert _final_scores(experiment) == _final_scores(trained)
+    assert all(math.isfinite(v) for v in _final_scores(experiment).values())
+    pd.testing.assert_frame_equal(_history(experiment), _history(trained))
+    _assert_same_states(_final_cells(experiment), _final_cells(trained))
+
+
+# -- sweeps -----------------------------------------------------------------------------------
+def test_pbt_sweep_exploits_and_the_report_lists_every_trial(
+    ray_session: None, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config = tiny_toy_config(**{"name": "pbt", "training.generations": 4})
+    sweep = {
+        "scheduler": "pbt", "num_samples": 2, "perturbation_interval": 2,
+        "quantile_fraction": 0.5, "synch": True,
+        "space": {"mixture.sigma": {"loguniform": [0.001, 0.1]},
+                  "evolution.lr_mutation_sigma": {"uniform": [0.05, 0.5]},
+                  "seed": {"choice": [3, 4]}},
+    }
+    path = _write(config, tmp_path / "pbt.yaml", {"tune": sweep})
+    storage = tmp_path / "results"
+    assert main(["tune", str(path), "--storage", str(storage), "--quiet"]) == 0
+    experiment = storage / "pbt"
+    trials = load_trials(experiment)
+    assert len(trials) == 2 and {t.status for t in trials} == {"TERMINATED"}
+    assert all(t.last["generation"] == 4 for t in trials)
+    assert all(set(t.knobs) == {"mixture.sigma", "evolution.lr_mutation_sigma", "seed"}
+               for t in trials)
+    exploits = exploit_records(experiment)
+    assert exploits, "PBT made no exploit"
+    assert all(e["target"] != e["clone"] and e["target_iteration"] == 2 for e in exploits)
+    assert all(0.001 <= e["new_knobs"]["mixture.sigma"] <= 0.1 for e in exploits)
+    capsys.readouterr()
+
+    assert main(["report", str(experiment)]) == 0
+    table = capsys.readouterr().out
+    page = (experiment / "report.html").read_text()
+    for trial in trials:
+        assert trial.trial_id in table and f"id='{trial.trial_id}'" in page
+    assert "PBT exploits" in page and page.count("<img") >= 4
+    assert "best/mode_tvd" in page
+
+
+def test_ray_backend_cells_go_into_the_trial_placement_group(
+    ray_session: None, tmp_path: Path
+) -> None:
+    ray = pytest.importorskip("ray")
+    config = tiny_toy_config(**{
+        "name": "actors", "grid.rows": 1, "training.generations": 2,
+        "resources.backend": "ray", "resources.cpus_per_cell": 0.5,
+        "resources.controller_cpus": 0.5,
+    })
+    before = set(ray.util.placement_group_table())
+    path, results = run_experiment(config, sweep=False, storage_path=str(tmp_path), quiet=True)
+    assert not results.errors and results[0].metrics["generation"] == 2
+    created = {k: v for k, v in ray.util.placement_group_table().items() if k not in before}
+    # one group: the trial's (controller + 2 cells); the pool reserved none of its own
+    assert [list(v["bundles"].values()) for v in created.values()] == [[{"CPU": 0.5}] * 3]
+    (record,) = load_trials(path)
+    assert len(read_history(record.path / "history.parquet")) == 2 * 2
