@@ -395,6 +395,54 @@ def test_pbt_sweep_exploits_and_the_report_lists_every_trial(
     assert "best/mode_tvd" in page
 
 
+def test_synch_pbt_exploit_of_a_trial_still_saving_lets_it_finish(
+    ray_session: None, tmp_path: Path
+) -> None:
+    # defined here so that Ray pickles it by value (workers cannot import this module)
+    class _SlowSaveToy(tune.Trainable):
+        """4 generations; "bad" saves slowly at 2, "good" arrives at 2 while that save runs."""
+
+        def setup(self, config: dict[str, Any]) -> None:
+            self.gen = 0
+
+        def step(self) -> dict[str, Any]:
+            self.gen += 1
+            if self.config["name"] == "good" and self.gen == 2:
+                time.sleep(1.0)
+            return {"generation": self.gen, "score": float(self.config["name"] == "good"),
+                    "done": self.gen >= 4}
+
+        def save_checkpoint(self, checkpoint_dir: str) -> None:
+            if self.config["name"] == "bad" and self.gen == 2:
+                time.sleep(3.0)  # PBT's pause-with-checkpoint is still saving at the sync point
+            Path(checkpoint_dir, "gen").write_text(str(self.gen))
+
+        def load_checkpoint(self, checkpoint_dir: str) -> None:
+            self.gen = int(Path(checkpoint_dir, "gen").read_text())
+
+        def reset_config(self, new_config: dict[str, Any]) -> bool:
+            return True
+
+    # Tune 2.60 alone ends the exploited trial TERMINATED after generation 3 (a stale STOP)
+    scheduler = make_scheduler(tiny_toy_config(**{
+        "tune.scheduler": "pbt", "tune.synch": True, "tune.perturbation_interval": 2,
+        "tune.quantile_fraction": 0.5, "tune.metric": "score", "tune.mode": "max",
+        "tune.space": {"mixture.sigma": {"uniform": [0.01, 0.1]}},
+    }))
+    tuner = tune.Tuner(
+        _SlowSaveToy,
+        param_space={"name": tune.grid_search(["bad", "good"]), "mixture.sigma": 0.05},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=scheduler),
+        run_config=tune.RunConfig(
+            storage_path=str(tmp_path), verbose=0,
+            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),
+        ),
+    )
+    results = tuner.fit()
+    assert not results.errors
+    assert [r.metrics["generation"] for r in results] == [4, 4]
+
+
 def test_ray_backend_cells_go_into_the_trial_placement_group(
     ray_session: None, tmp_path: Path
 ) -> None:

@@ -20,12 +20,7 @@ from typing import Any
 from ray import tune
 from ray.tune import Callback, CheckpointConfig, FailureConfig, ResultGrid, SyncConfig
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import (
-    ASHAScheduler,
-    FIFOScheduler,
-    PopulationBasedTraining,
-    TrialScheduler,
-)
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from raygan.config import RunConfig, SearchDomain
 from raygan.tuning.trainable import (
@@ -61,6 +56,13 @@ def start_ray() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # short generations checkpoint often, so Tune's snapshots are forced often: that is expected
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if "TUNE_WARN_THRESHOLD_S" not in os.environ:
+        # Tune reads this threshold at import and warns about any result handling slower than
+        # 0.5 s, which a loaded 2-core machine hits every few generations; 5 s still flags a
+        # real bottleneck
+        from ray.tune.utils.util import warn_if_slow
+
+        warn_if_slow.DEFAULT_THRESHOLD = 5.0
     ensure_ray(logging_level=logging.WARNING)
     # a restarted trial's result.json may not have reached storage yet; Tune warns, then writes it
     logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
@@ -129,9 +131,10 @@ def make_scheduler(config: RunConfig) -> TrialScheduler:
         if d.choice is None and d.grid is None
     }
     explore = functools.partial(clamp_to_space, bounds)
-    if t.scheduler == "pb2":
-        from ray.tune.schedulers.pb2 import PB2
+    # Tune's schedulers, exploiting without leaving a stale STOP behind (see the module)
+    from raygan.tuning.schedulers import PB2, PopulationBasedTraining
 
+    if t.scheduler == "pb2":
         return PB2(
             time_attr="generation",
             perturbation_interval=t.perturbation_interval,

@@ -1,0 +1,82 @@
+"""Tune's PBT and PB2 schedulers, with an exploit that cannot stop the exploited trial later.
+
+In synchronous mode (`tune.synch`), a trial that reaches the perturbation point before the rest
+is paused with a checkpoint: Tune schedules a save and keeps the trial RUNNING until the save
+resolves. When the last trial arrives while that save is still in flight (a slow save, a loaded
+machine), PBT exploits the paused-to-be trial and pauses it again, without a checkpoint. Tune
+2.60 then stops the trial's actor while `trial.is_saving` holds: `_schedule_trial_stop` caches a
+STOP decision "for after the save", clears the save's future (so that save never resolves) and
+marks the trial PAUSED. The cached STOP outlives the exploit: the next save the trial makes,
+after its first generation from the cloned checkpoint, executes it, and the trial ends
+TERMINATED generations short of `training.generations`.
+
+The save in flight is dropped anyway (its future is cleared, and the exploited trial resumes
+from the clone's checkpoint, not its own); forgetting it before the pause leaves no decision
+behind, and the trial resumes and runs to its last generation like any other.
+
+A second change is in the exploit log (`pbt_global.txt`, `pbt_policy_<id>.txt`): Tune writes
+each trial's iteration from `trial.last_result`, which for the trial whose result triggered the
+step is still its previous result (Tune updates it after the scheduler returns). In synchronous
+mode that is the last trial to arrive, so the logged iterations depended on the arrival order;
+here they come from the results PBT ranked the trials by (`last_result` of PBT's trial state).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+from ray.air.constants import TRAINING_ITERATION
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import PopulationBasedTraining as _TunePBT
+from ray.tune.schedulers.pb2 import PB2 as _TunePB2
+from ray.tune.utils.util import SafeFallbackEncoder
+
+
+class _ExploitWithoutStaleStop:
+    """Mixin for `PopulationBasedTraining` subclasses (see the module docstring)."""
+
+    def _exploit(self, tune_controller: Any, trial: Trial, trial_to_clone: Trial) -> None:
+        if trial.status == Trial.RUNNING and trial.is_saving:
+            # a pause-with-checkpoint still saving: PBT pauses it now without one, and the
+            # checkpoint it restores from is the clone's
+            trial.temporary_state.saving_to = None
+        super()._exploit(tune_controller, trial, trial_to_clone)  # type: ignore[misc]
+
+    def _log_config_on_step(
+        self,
+        trial_state: Any,
+        new_state: Any,
+        trial: Trial,
+        trial_to_clone: Trial,
+        new_config: dict[str, Any],
+    ) -> None:
+        # Tune 2.60's method, with the iterations of the results the step was decided on
+        experiment = trial.local_experiment_path
+        trial_path = os.path.join(experiment, f"pbt_policy_{trial.trial_id}.txt")
+        clone_path = os.path.join(experiment, f"pbt_policy_{trial_to_clone.trial_id}.txt")
+        policy = [
+            trial_state.orig_tag,
+            new_state.orig_tag,
+            (trial_state.last_result or {}).get(TRAINING_ITERATION, 0),
+            (new_state.last_result or {}).get(TRAINING_ITERATION, 0),
+            trial_to_clone.config,
+            new_config,
+        ]
+        line = json.dumps(policy, cls=SafeFallbackEncoder)
+        with open(os.path.join(experiment, "pbt_global.txt"), "a+") as f:
+            print(line, file=f)
+        if os.path.exists(clone_path):  # the target inherits the clone's history
+            shutil.copyfile(clone_path, trial_path)
+        with open(trial_path, "a+") as f:
+            f.write(line + "\n")
+
+
+class PopulationBasedTraining(_ExploitWithoutStaleStop, _TunePBT):
+    """Tune's `PopulationBasedTraining` (see the module docstring for the one change)."""
+
+
+class PB2(_ExploitWithoutStaleStop, _TunePB2):
+    """Tune's `PB2` (see the module docstring for the one change)."""

@@ -1,0 +1,35 @@
+"""The default run (`tune_configs/default.yaml`): embedded MNIST digits, one generation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from raygan.cli import DEFAULT_CONFIG
+from raygan.config import load_config
+from raygan.engine.run import train
+
+
+def test_default_config_runs_one_generation_offline(tmp_path: Path) -> None:
+    # the real default config, shortened to one generation; the metrics classifier is
+    # trained into a fresh cache, as on a new machine with no internet
+    config = load_config(
+        DEFAULT_CONFIG,
+        [
+            "training.generations=1",
+            f"metrics.cache_dir={tmp_path / 'cache'}",
+            "training.device=cpu",
+        ],
+    )
+    assert config.data.name == "mnist5k" and (config.grid.rows, config.grid.cols) == (2, 2)
+    assert len(config.losses.generator) == 3  # Mustangs loss mutation
+    controller = train(config, tmp_path / "run", progress=False)
+    assert controller.generation == 1 and len(controller.history) == 4
+    assert all(r["steps"] > 0 and math.isfinite(r["mixture_score"]) for r in controller.history)
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    scores = {k.split("/")[-1]: v for k, v in final.items() if isinstance(v, float)}
+    assert scores["fid"] > 0 and 1.0 <= scores["inception_score"] <= 10.0
+    for name in ("samples.png", "cells.png", "fid_heatmap.png", "checkpoint.pt"):
+        assert (tmp_path / "run" / name).stat().st_size > 0, name
+    assert list((tmp_path / "cache").glob("classifier-*.pt"))
