@@ -1,4 +1,8 @@
-"""Helpers shared by the bench scripts: machine info, timed runs, JSON output."""
+"""Helpers shared by the bench scripts: machine info, baseline settings, timing, JSON output.
+
+Every bench script prints exactly one JSON object on stdout (progress goes to stderr), uses
+fixed seeds, reports the machine it ran on and never asserts.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,67 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-import torch
+# a private local Ray instance without the token prompt or the usage-stats upload
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from raygan.config import RunConfig
-from raygan.engine.controller import Controller
-from raygan.engine.pool import LocalCellPool
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from raygan.config import RunConfig  # noqa: E402
+from raygan.engine.controller import Controller  # noqa: E402
+from raygan.engine.pool import LocalCellPool  # noqa: E402
+
+CONFIGS = ROOT / "tune_configs"
+"""The shipped configs the benches start from."""
+
+SINGLE = [
+    "grid.rows=1",
+    "grid.cols=1",
+    "evolution.selection=false",
+    "evolution.replacement=false",
+    "evolution.lr_mutation=none",
+    "losses.generator=[heuristic]",
+    "mixture.enabled=false",
+]
+"""Overrides turning a grid config into the single-GAN baseline (1x1, fixed heuristic loss)."""
+
+NEIGHBOURHOOD = [
+    "training.adversaries=neighbourhood",
+    "evolution.selection=true",
+    "evolution.replacement=true",
+]
+"""The ALGORITHM.md rule, spelled out so a base config that turns it off cannot change what the
+grid settings measure: every step's adversary is drawn from the neighbourhood, with selection
+and elitist replacement."""
+
+LIPIZZANER = [*NEIGHBOURHOOD, "losses.generator=[heuristic]"]
+"""Overrides for the fixed-loss grid (Lipizzaner-style: no loss mutation)."""
+
+OWN = ["training.adversaries=own", "evolution.selection=false", "evolution.replacement=false"]
+"""Each cell trains its own G-D pair (selection/replacement off: they would break up pairs);
+neighbours act only through the mixture."""
 
 
 def machine() -> dict[str, Any]:
-    """Cores, versions and device of this machine."""
+    """Cores, load, versions and device of this machine (what the numbers were measured on)."""
     info: dict[str, Any] = {
         "cores": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "numpy": np.__version__,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch_default_threads": torch.get_num_threads(),
     }
     try:
         import ray
@@ -34,6 +83,18 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def config_summary(config: RunConfig) -> dict[str, Any]:
+    """The resolved sections of a config that decide what a quality run trains."""
+    data = config.to_dict()
+    keys = ["data", "networks", "losses", "grid", "evolution", "mixture", "training"]
+    return {key: data[key] for key in keys}
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so stdout stays one JSON object."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
 def run_local(config: RunConfig) -> dict[str, Any]:
     """Run a whole config in this process; return final best-mixture scores, steps and time."""
     start = time.perf_counter()
@@ -41,7 +102,8 @@ def run_local(config: RunConfig) -> dict[str, Any]:
     summary = None
     while not controller.done:
         summary = controller.step()
-    assert summary is not None
+    if summary is None:  # generations >= 1 is validated by the config
+        raise RuntimeError("no generation ran")
     return {
         "seconds": time.perf_counter() - start,
         "gradient_steps": int(sum(r["steps"] for r in controller.history)),
@@ -63,7 +125,26 @@ def mean_std(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
     return out
 
 
+def ms_stats(seconds: Sequence[float]) -> dict[str, float]:
+    """Median, mean, min and max of a list of durations, in milliseconds."""
+    return {
+        "median_ms": round(statistics.median(seconds) * 1e3, 3),
+        "mean_ms": round(statistics.fmean(seconds) * 1e3, 3),
+        "min_ms": round(min(seconds) * 1e3, 3),
+        "max_ms": round(max(seconds) * 1e3, 3),
+    }
+
+
+def finish(result: dict[str, Any], start: float) -> None:
+    """Add the run's total time (since `start`, a `time.perf_counter()`) and the load average at
+    the end to `result`, and print it (`emit`)."""
+    result["total_s"] = round(time.perf_counter() - start, 1)
+    result["machine"]["load_average_1m_end"] = round(os.getloadavg()[0], 2)
+    emit(result)
+
+
 def emit(result: dict[str, Any]) -> None:
     """Print the one JSON object a bench script produces."""
     json.dump(result, sys.stdout, indent=2, default=float)
     sys.stdout.write("\n")
+    sys.stdout.flush()

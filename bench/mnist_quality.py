@@ -1,8 +1,16 @@
 """MNIST-5k quality: Mustangs grid vs single GAN vs fixed-loss grid, same wall-clock budget.
 
-Every setting trains for the same number of seconds on this machine's cores (whole
-generations; the one that crosses the budget finishes), then the best cell's mixture is scored
-once with the classifier FID, Inception-style score and label TVD. Prints one JSON object.
+Settings (overrides of tune_configs/default.yaml, MLP G and D): `mustangs_2x2` (the
+ALGORITHM.md rule: neighbourhood adversaries, selection, replacement, loss mutation),
+`single_1x1` (one GAN, fixed heuristic loss, no selection/replacement/mutation/mixture),
+`lipizzaner_2x2` (the ALGORITHM.md rule with a fixed heuristic loss) and `mustangs_2x2_own`
+(each cell trains its own G-D pair, no selection/replacement; neighbours only in the mixture).
+
+Every setting trains for the same number of seconds (whole generations; the one that crosses
+the budget finishes) in this process: the local pool runs the cells one after another with one
+torch thread, so every setting gets the same compute (one core), whatever its grid size. Then
+the best cell's mixture is scored once with the classifier FID, Inception-style score and label
+TVD (classifier trained on MNIST-5k, cached). Seeds 0..N-1. Prints one JSON object.
 
     python bench/mnist_quality.py [--budget SECONDS] [--seeds N] [--grid 2] [--quick]
 """
@@ -18,13 +26,23 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import emit, machine, mean_std  # noqa: E402
+from common import (  # noqa: E402
+    CONFIGS,
+    LIPIZZANER,
+    NEIGHBOURHOOD,
+    OWN,
+    SINGLE,
+    config_summary,
+    finish,
+    log,
+    machine,
+    mean_std,
+)
 
 from raygan.config import RunConfig, load_config  # noqa: E402
 from raygan.engine.controller import Controller  # noqa: E402
 from raygan.engine.pool import LocalCellPool  # noqa: E402
 
-CONFIGS = Path(__file__).resolve().parent.parent / "tune_configs"
 METRICS = ["fid", "inception_score", "tvd", "generations", "seconds_per_generation"]
 
 
@@ -32,17 +50,11 @@ def settings(grid: int) -> dict[str, list[str]]:
     """name -> overrides of `default.yaml` (the 2x2 Mustangs MNIST-5k run)."""
     size = [f"grid.rows={grid}", f"grid.cols={grid}"]
     return {
-        f"mustangs_{grid}x{grid}": size,
-        "single_1x1": [
-            "grid.rows=1",
-            "grid.cols=1",
-            "evolution.selection=false",
-            "evolution.replacement=false",
-            "evolution.lr_mutation=none",
-            "losses.generator=[heuristic]",
-            "mixture.enabled=false",
-        ],
-        f"lipizzaner_{grid}x{grid}": size + ["losses.generator=[heuristic]"],
+        f"mustangs_{grid}x{grid}": size + NEIGHBOURHOOD,
+        "single_1x1": [*SINGLE],
+        f"lipizzaner_{grid}x{grid}": size + LIPIZZANER,
+        # each cell trains its own pair; neighbours act only through the mixture
+        f"mustangs_{grid}x{grid}_own": size + OWN,
     }
 
 
@@ -72,14 +84,16 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--grid", type=int, default=2, help="side of the square grids")
     p.add_argument("--only", nargs="*", help="run only these settings")
-    p.add_argument("--quick", action="store_true", help="15 s per run, under a minute or two")
+    p.add_argument("--quick", action="store_true", help="4 s per run, under a minute")
     args = p.parse_args()
-    budget = 15.0 if args.quick else args.budget
+    budget = 4.0 if args.quick else args.budget
+    start = time.perf_counter()
     # evaluations only at the end, so every setting spends its budget training
     extra = ["metrics.every=1000000", "training.generations=1000000"]
     result: dict[str, Any] = {
         "bench": "mnist_quality",
         "data": "mnist5k",
+        "quick": args.quick,
         "machine": machine(),
         "budget_seconds": budget,
         "seeds": args.seeds,
@@ -92,9 +106,14 @@ def main() -> None:
         for seed in range(args.seeds):
             cfg = load_config(CONFIGS / "default.yaml", overrides + extra + [f"seed={seed}"])
             runs.append(run_for(cfg, budget))
-            print(f"{name} seed {seed}: {runs[-1]}", file=sys.stderr, flush=True)
-        result["settings"][name] = {"overrides": overrides, "runs": runs, **mean_std(runs, METRICS)}
-    emit(result)
+            log(f"{name} seed {seed}: {runs[-1]}")
+        result["settings"][name] = {
+            "overrides": overrides,
+            "config": config_summary(cfg),
+            "runs": runs,
+            **mean_std(runs, METRICS),
+        }
+    finish(result, start)
 
 
 if __name__ == "__main__":

@@ -1,30 +1,36 @@
-"""Where a generation's time goes: cell compute vs exchange/control overhead, local vs Ray.
+"""Where a generation's time goes: cell compute vs exchange/control, local vs Ray, and the limit.
 
 Prints one JSON object on stdout (progress on stderr):
-- `grids`: for each (config, grid, backend), pool start-up time and per-generation wall time
-  split into compute (sum and max of the cells' `report.seconds`) and overhead. The overhead is
-  wall minus max compute for Ray (cells run in parallel) and wall minus sum compute for the local
-  pool (cells run one after another). Generation 0 is reported apart as warm-up.
-- `controller`: the controller's own bookkeeping per generation on a simulated 32x32 grid (a fake
-  pool returns precomputed reports; no networks, no evaluation). Target: <= 50 ms.
-- `state_fetch_all_cells_s` (Ray entries): what pulling every cell's state to the driver would
-  cost per generation; the pool avoids it by keeping the states (returned by the generation task
-  itself) in the object store as restart points.
+- `grids`: for each (config, grid, backend), pool start-up time and per-generation wall time of
+  `Controller.step` (publish, routing, the cells' generations, bookkeeping; no evaluation) split
+  into compute (sum and max of the cells' `report.seconds`) and exchange/control overhead. The
+  overhead is wall minus max compute for Ray (cells run in parallel) and wall minus sum compute
+  for the local pool (cells run one after another). Generation 0 is reported apart as warm-up.
+  Ray entries add `state_fetch_all_cells_s`: what pulling every cell's state to the driver would
+  cost per generation; the pool avoids it by keeping the states (returned by the generation
+  task itself) in the object store as restart points.
+- `cell_vs_plain`: training throughput of one cell against a plain PyTorch loop training the
+  same G and D (same initial weights, data, batch size, Adam settings, heuristic loss, number of
+  steps, one thread): `Cell._train` alone, and a whole 1x1 `Controller.step` (selection,
+  replacement, lr mutation and mixture off; fitness, cloning and publishing still run). The
+  ratio cell/plain is in steps per second; 1.0 is the limit.
 - `machine`: cores, load average, versions, device.
+
+Configs: `ring8` (toy_ring8_mustangs.yaml's networks and data) and `mnist5k_mlp`
+(default.yaml's MLP on MNIST-5k), with fewer batches per generation so a generation stays short
+on 2 cores. The controller's own bookkeeping on large simulated grids is bench/controller_scale.py.
 
 Timings are wall-clock and noisy on a shared machine; the script never asserts.
 
-Usage: python bench/overhead.py [--quick] [--generations N]
+Usage: python bench/overhead.py [--quick] [--generations N] [--repeats N]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,20 +38,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from common import ROOT, finish, log, machine  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
 
 from raygan.config import RunConfig, config_from_dict  # noqa: E402
-from raygan.core.cell import CellReport  # noqa: E402
+from raygan.core.cell import Cell  # noqa: E402
+from raygan.core.networks import build_networks  # noqa: E402
 from raygan.engine.controller import Controller  # noqa: E402
 from raygan.engine.pool import LocalCellPool  # noqa: E402
-from raygan.engine.task import grid_of  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # The shipped toy_ring8_mustangs.yaml and default.yaml (MNIST MLP) settings, with fewer batches
 # per generation so a benchmark generation stays short on 2 cores.
@@ -73,45 +77,60 @@ MNIST: dict[str, Any] = {
                  "max_batches": 10},
     "metrics": {"every": 1_000_000},
 }
+# one cell training alone: a 1x1 grid with every evolutionary operator off and a fixed loss
+PLAIN_CELL: dict[str, Any] = {
+    "grid": {"rows": 1, "cols": 1},
+    "losses": {"generator": ["heuristic"]},
+    "evolution": {"selection": False, "replacement": False, "lr_mutation": "none"},
+    "mixture": {"enabled": False},
+    "training": {"adversaries": "own"},
+}
 
 
-def log(message: str) -> None:
-    """Progress on stderr, so stdout stays one JSON object."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep copy of `base` with `extra`'s sections merged in (one level deep)."""
+    data = json.loads(json.dumps(base))
+    for section, values in extra.items():
+        if isinstance(values, dict):
+            data.setdefault(section, {}).update(values)
+        else:
+            data[section] = values
+    return data
 
 
 def make_config(base: dict[str, Any], rows: int, generations: int, cpus: int) -> RunConfig:
     """`base` on a rows x rows grid; each cell's CPU share is the machine split evenly."""
     n = rows * rows
     share = math.floor(cpus / n * 1e4) / 1e4  # Ray's resource unit; n shares must fit
-    data = json.loads(json.dumps(base))
-    data["grid"] = {"rows": rows, "cols": rows}
-    data["training"]["generations"] = generations
-    data["resources"] = {"cpus_per_cell": share, "torch_threads": 1,
-                         "placement_timeout_s": 120.0}
-    return config_from_dict(data)
+    return config_from_dict(_merge(base, {
+        "grid": {"rows": rows, "cols": rows},
+        "training": {"generations": generations},
+        "resources": {"cpus_per_cell": share, "torch_threads": 1, "placement_timeout_s": 120.0},
+    }))
 
 
-def _summary(values: Sequence[float]) -> float | None:
+def _mean(values: Sequence[float]) -> float | None:
     return round(statistics.fmean(values), 4) if values else None
 
 
 def time_pool(
-    config: RunConfig, backend: str, factory: Callable[[RunConfig], Any]
+    config: RunConfig, backend: str, factory: Callable[[RunConfig], Any], generations: int
 ) -> dict[str, Any]:
-    """Start a pool, run the configured generations without evaluation, split the time."""
+    """Start a pool, run `generations` controller steps without evaluation, split the time.
+
+    `config.training.generations` must exceed `generations`, so that no step is the last one
+    (which evaluates).
+    """
     start = time.perf_counter()
     pool = factory(config)
     startup = time.perf_counter() - start
-    neighbourhoods = grid_of(config).all_neighbourhoods()
+    controller = Controller(config, pool)
     rows: list[dict[str, float]] = []
     state_fetch: float | None = None
     try:
-        for gen in range(config.training.generations):
+        for _ in range(generations):
             t0 = time.perf_counter()
-            handles = pool.publish()
-            inputs = [[handles[j] for j in nbh[1:]] for nbh in neighbourhoods]
-            reports = pool.run_generation(gen, inputs)
+            reports = controller.step().reports
             wall = time.perf_counter() - t0
             secs = [r.seconds for r in reports]
             compute = max(secs) if backend == "ray" else sum(secs)
@@ -130,7 +149,7 @@ def time_pool(
         "startup_s": round(startup, 3),
         "warmup_generation": {k: round(v, 4) for k, v in rows[0].items()},
         "generations_timed": len(steady),
-        **{f"mean_{k}": _summary([r[k] for r in steady]) for k in rows[0]},
+        **{f"mean_{k}": _mean([r[k] for r in steady]) for k in rows[0]},
     }
     wall = out["mean_wall_s"]
     if wall:
@@ -140,132 +159,117 @@ def time_pool(
     return out
 
 
-class FakePool:
-    """A pool without networks: trivial handles and reports precomputed for every generation."""
-
-    def __init__(self, config: RunConfig) -> None:
-        grid = grid_of(config)
-        self.size = grid.size
-        first = [_fake_report(i, grid.neighbours(i)) for i in range(self.size)]
-        self._reports = [
-            [dataclasses.replace(r, generation=g) for r in first]
-            for g in range(config.training.generations)
-        ]
-
-    def publish(self) -> list[Any]:
-        """Integers stand in for snapshot handles."""
-        return list(range(self.size))
-
-    def run_generation(self, generation: int, inputs: Sequence[Sequence[Any]]) -> list[CellReport]:
-        """That generation's precomputed reports."""
-        return self._reports[generation]
-
-    def evaluate(
-        self, inputs: Sequence[Sequence[Any]], n: int, seed: int
-    ) -> list[dict[str, float]]:
-        """Constant scores (not reached with a large `metrics.every`)."""
-        return [{"mode_tvd": 0.5} for _ in range(self.size)]
-
-    def sample(self, cell: int, inputs: Sequence[Any], n: int, seed: int) -> torch.Tensor:
-        """Zeros."""
-        return torch.zeros(n, 2)
-
-    def state_dicts(self) -> list[dict[str, Any]]:
-        """No state."""
-        return [{} for _ in range(self.size)]
-
-    def load_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
-        """Nothing to load."""
-
-    def close(self) -> None:
-        """Nothing to release."""
+def speedups(grids: list[dict[str, Any]]) -> dict[str, float]:
+    """Local wall time over Ray wall time per generation, for each (config, grid)."""
+    walls = {(g["config"], g["grid"], g["backend"]): g.get("mean_wall_s") for g in grids}
+    out: dict[str, float] = {}
+    for (config, grid, backend), wall in walls.items():
+        ray_wall = walls.get((config, grid, "ray"))
+        if backend == "local" and wall and ray_wall:
+            out[f"{config} {grid}"] = round(wall / ray_wall, 3)
+    return out
 
 
-def _fake_report(cell: int, members: Sequence[int]) -> CellReport:
-    k = len(members)
-    return CellReport(
-        generation=0, cell=cell, g_lr=2e-4, d_lr=2e-4, g_loss="heuristic",
-        g_loss_counts={"heuristic": 20}, g_fitness=0.7, d_fitness=1.3, g_replaced=True,
-        d_replaced=False, g_parent=cell, d_parent=members[-1], g_lr_mutated=True,
-        d_lr_mutated=False, mixture_members=list(members), mixture_weights=[1.0 / k] * k,
-        mixture_score=0.4, mixture_accepted=False, train_g_loss=0.7, train_d_loss=1.3,
-        steps=20, nonfinite=False, seconds=0.5,
-    )
+def plain_loop(
+    g: nn.Module,
+    d: nn.Module,
+    data: Tensor,
+    config: RunConfig,
+    steps: int,
+    generator: torch.Generator,
+) -> None:
+    """The limit: alternating D and G Adam steps (heuristic loss) in a plain PyTorch loop.
+
+    One pass over a random permutation of `data`, `steps` batches of `training.batch_size`.
+    """
+    tr = config.training
+    betas = (tr.beta1, tr.beta2)
+    opt_g = torch.optim.Adam(g.parameters(), lr=tr.lr_g, betas=betas)
+    opt_d = torch.optim.Adam(d.parameters(), lr=tr.lr_d, betas=betas)
+    latent, batch = config.networks.latent_dim, tr.batch_size
+    perm = torch.randperm(len(data), generator=generator)
+    for i in range(steps):
+        real = data[perm[i * batch : (i + 1) * batch]]
+        with torch.no_grad():
+            fake = g(torch.randn(len(real), latent, generator=generator))
+        # BCE on logits: -log sigmoid(real) - log(1 - sigmoid(fake)), then -log sigmoid(G's)
+        d_loss = -(F.logsigmoid(d(real)).mean() + F.logsigmoid(-d(fake)).mean())
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        g_loss = -F.logsigmoid(d(g(torch.randn(len(real), latent, generator=generator)))).mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
 
 
-def time_controller(rows: int, generations: int) -> dict[str, Any]:
-    """Controller.step on a fake rows x rows grid: routing, reports, history, summaries."""
-    config = config_from_dict({
-        "grid": {"rows": rows, "cols": rows},
-        "training": {"generations": generations + 1},
-        "metrics": {"every": 1_000_000},
+def cell_vs_plain(base: dict[str, Any], steps: int, repeats: int) -> dict[str, Any]:
+    """Steps per second of one cell (its training, and a whole 1x1 step) vs `plain_loop`.
+
+    The three are timed in turn (the order rotating every round), `repeats` times after one
+    untimed round; the medians of the time per step are reported.
+    """
+    data = _merge(_merge(base, PLAIN_CELL), {
+        "training": {"max_batches": steps, "generations": repeats + 2},
+        "resources": {"torch_threads": 1},
     })
-    start = time.perf_counter()
-    controller = Controller(config, FakePool(config))
-    setup = time.perf_counter() - start
-    steps: list[float] = []
-    for _ in range(generations):
-        t0 = time.perf_counter()
-        controller.step()
-        steps.append(time.perf_counter() - t0)
-    return {
-        "cells": rows * rows,
-        "generations": generations,
-        "controller_setup_ms": round(setup * 1e3, 2),
-        "step_ms_mean": round(statistics.fmean(steps) * 1e3, 2),
-        "step_ms_median": round(statistics.median(steps) * 1e3, 2),
-        "step_ms_max": round(max(steps) * 1e3, 2),
-        "target_ms": 50,
+    config = config_from_dict(data)
+    pool = LocalCellPool(config)  # sets one torch thread
+    torch.set_num_threads(1)
+    controller = Controller(config, pool)
+    cell: Cell = pool.cells[0]
+    shard = cell.task.data
+    batches = min(steps, len(shard) // config.training.batch_size)
+    g, d = build_networks(config.networks, cell.sample_shape, torch.Generator().manual_seed(0))
+    g.load_state_dict(cell.g.net.state_dict())  # the cell's initial weights
+    d.load_state_dict(cell.d.net.state_dict())
+    rng = torch.Generator().manual_seed(0)
+    times: dict[str, list[float]] = {"cell_train": [], "generation_1x1": [], "plain": []}
+    cell_steps: dict[str, int] = {}
+
+    def run_cell_train() -> int:
+        return cell._train(cell.g, cell.d)[3]
+
+    def run_generation() -> int:
+        return int(controller.step().reports[0].steps)
+
+    def run_plain() -> int:
+        plain_loop(g, d, shard, config, batches, rng)
+        return batches
+
+    runs = [("cell_train", run_cell_train), ("generation_1x1", run_generation),
+            ("plain", run_plain)]
+    for r in range(repeats + 1):
+        # rotate the order each round, so no variant always runs first or last
+        for name, fn in runs[r % 3 :] + runs[: r % 3]:
+            t0 = time.perf_counter()
+            n = fn()
+            elapsed = time.perf_counter() - t0
+            cell_steps[name] = n
+            if r > 0:  # round 0 warms up
+                times[name].append(elapsed / n)
+    pool.close()
+    per_step = {k: statistics.median(v) for k, v in times.items()}
+    out: dict[str, Any] = {
+        "batch_size": config.training.batch_size,
+        "steps_per_run": cell_steps,
+        "repeats": repeats,
+        **{f"{k}_steps_per_s": round(1.0 / v, 1) for k, v in per_step.items()},
+        **{f"{k}_ms_per_step": round(v * 1e3, 3) for k, v in per_step.items()},
     }
-
-
-def _shallow_to_dict(report: CellReport) -> dict[str, Any]:
-    # what `CellReport.to_dict` returns, without `dataclasses.asdict`'s recursive deep copy:
-    # every field is a scalar or a flat list/dict, so copying the containers is enough
-    row = dict(vars(report))
-    for key, value in row.items():
-        if isinstance(value, (list, dict)):
-            row[key] = value.copy()
-    return row
-
-
-def time_controller_variants(rows: int, generations: int) -> dict[str, Any]:
-    """`time_controller` as is, and with a shallow `CellReport.to_dict` (a proposed change)."""
-    result = time_controller(rows, generations)
-    original = CellReport.to_dict
-    CellReport.to_dict = _shallow_to_dict  # type: ignore[method-assign]
-    try:
-        fast = time_controller(rows, generations)
-    finally:
-        CellReport.to_dict = original  # type: ignore[method-assign]
-    result["with_shallow_to_dict"] = {
-        k: v for k, v in fast.items() if k.startswith("step_ms")
-    }
-    return result
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    import ray
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "ray": ray.__version__,
-        "numpy": np.__version__,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "torch_threads_per_cell": 1,
-    }
+    for name in ("cell_train", "generation_1x1"):
+        out[f"ratio_{name}_vs_plain"] = round(per_step["plain"] / per_step[name], 3)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2x2 ring8 only; under a minute")
+    parser.add_argument(
+        "--quick", action="store_true", help="2x2 ring8 grids and a short throughput run"
+    )
     parser.add_argument("--generations", type=int, help="generations per case (incl. warm-up)")
+    parser.add_argument("--repeats", type=int, help="timed rounds of cell vs plain (default 6)")
     args = parser.parse_args(argv)
     import ray
 
@@ -273,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cpus = os.cpu_count() or 1
     gens = args.generations or (2 if args.quick else 4)
+    repeats = args.repeats or (3 if args.quick else 6)
     sizes = [2] if args.quick else [2, 3]
     images = (ROOT / "raygan" / "data" / "images.py").exists()
     bases = [("ring8", TOY)] + ([("mnist5k_mlp", MNIST)] if images and not args.quick else [])
@@ -280,32 +285,39 @@ def main(argv: list[str] | None = None) -> int:
         "timings are wall-clock on a shared machine (other CPU-heavy jobs may run): noisy",
         "ray overhead = wall - max cell compute; local overhead = wall - sum of cell compute",
         "each cell gets cpus/cells of the machine and 1 torch thread in both backends",
+        "cell_vs_plain: 1 torch thread; steps = one pass over the 1x1 shard (ring8: 180 "
+        "batches of 100, mnist5k: 100 of 50), or fewer with --quick",
     ]
     if not images:
         notes.append("raygan/data/images.py missing: ring8 only")
     if args.quick:
-        notes.append("--quick: 2x2 ring8 only")
+        notes.append("--quick: 2x2 ring8 grids, 2 generations, 3 throughput rounds of 40 steps")
     start = time.perf_counter()
+    result: dict[str, Any] = {
+        "bench": "overhead", "machine": machine(), "quick": args.quick,
+        "grids": [], "cell_vs_plain": {}, "notes": notes,
+    }
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-    result: dict[str, Any] = {"machine": machine(), "grids": [], "notes": notes}
     try:
         for name, base in bases:
             for rows in sizes:
-                config = make_config(base, rows, gens, cpus)
+                config = make_config(base, rows, gens + 1, cpus)
                 for backend, factory in (("local", LocalCellPool), ("ray", RayCellPool)):
                     log(f"{name} {rows}x{rows} {backend}")
                     entry = {"config": name, "grid": f"{rows}x{rows}", "backend": backend}
                     try:
-                        entry.update(time_pool(config, backend, factory))
+                        entry.update(time_pool(config, backend, factory, gens))
                     except Exception as exc:  # a benchmark reports failures, it does not stop
                         entry["error"] = f"{type(exc).__name__}: {exc}"
                     result["grids"].append(entry)
-        log("controller bookkeeping, 32x32")
-        result["controller"] = time_controller_variants(32, 5 if args.quick else 20)
     finally:
         ray.shutdown()
-    result["total_s"] = round(time.perf_counter() - start, 1)
-    print(json.dumps(result, indent=2))
+    result["ray_speedup_vs_local"] = speedups(result["grids"])
+    for name, base in bases:
+        log(f"{name}: one cell vs a plain PyTorch loop")
+        steps = 40 if args.quick else 1_000_000  # capped at one pass over the shard
+        result["cell_vs_plain"][name] = cell_vs_plain(base, steps, repeats)
+    finish(result, start)
     return 0
 
 

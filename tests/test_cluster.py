@@ -473,10 +473,17 @@ _PORT_FLAGS = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    """`n` distinct free ports: every socket stays bound until all are chosen, so the OS
+    cannot hand the same port out twice (Ray refuses to start when two components share one)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _ray_cli(*args: str) -> list[str]:
@@ -517,7 +524,7 @@ def test_ray_job_submit_to_a_local_cluster_writes_the_experiment_to_storage() ->
     (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     (bin_dir / "python").chmod(0o755)
     env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", "")
-    ports = {flag: _free_port() for flag in _PORT_FLAGS}
+    ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS))))
     start = _ray_cli(
         "start", "--head", "--block", "--num-cpus", "4", "--num-gpus", "0",
         "--include-dashboard=true", "--dashboard-host", "127.0.0.1",
