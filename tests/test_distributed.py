@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
-from conftest import tiny_toy_config
+from conftest import assert_same_state, tiny_toy_config
 
 from raygan.config import ConfigError, ResourcesConfig, RunConfig
 from raygan.distributed import (
@@ -118,30 +117,6 @@ def _without_seconds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
-def _assert_same(a: Any, b: Any, where: str = "state") -> None:
-    """Exact equality of nested states (tensors bit for bit, NaN equal to NaN)."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
-        assert torch.equal(a, b) or (
-            a.is_floating_point() and torch.equal(a.isnan(), b.isnan())
-            and torch.equal(a.nan_to_num(), b.nan_to_num())
-        ), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for key in a:
-            _assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, float) and math.isnan(a):
-        assert isinstance(b, float) and math.isnan(b), where
-    elif isinstance(a, np.ndarray):
-        np.testing.assert_array_equal(a, b, err_msg=where)
-    else:
-        assert a == b, where
-
-
 def _run(controller: Controller) -> None:
     while not controller.done:
         controller.step()
@@ -162,7 +137,7 @@ def test_ray_matches_local(pool: Any, reference: tuple[list[Any], list[Any]]) ->
     _run(controller)
     assert len(controller.history) == len(history) == 12
     assert _without_seconds(controller.history) == _without_seconds(history)
-    _assert_same(pool.state_dicts(), states)
+    assert_same_state(pool.state_dicts(), states)
     # handles are references, and samples come back as torch tensors like the local pool's
     handles = pool.publish()
     assert all(isinstance(h, ray.ObjectRef) for h in handles)
@@ -199,7 +174,7 @@ def test_actor_killed_between_and_during_generations(
     assert sorted(keys) == [(g, c) for g in range(3) for c in range(4)]  # each exactly once
     assert [s["generation"] for s in controller.summaries] == [0, 1, 2]
     assert _without_seconds(controller.history) == _without_seconds(history)
-    _assert_same(pool.state_dicts(), states)
+    assert_same_state(pool.state_dicts(), states)
 
 
 def test_error_in_cell_code_is_not_retried(pool: Any) -> None:

@@ -9,41 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_toy_config
+from conftest import assert_same_state, tiny_toy_config
 
 from raygan.cli import main
 from raygan.engine.checkpoint import load_checkpoint
 from raygan.engine.controller import Controller
 from raygan.engine.pool import LocalCellPool
 from raygan.engine.run import train
-
-
-def _flat_state(states: list[dict]) -> dict[str, object]:
-    out: dict[str, object] = {}
-
-    def walk(prefix: str, value: object) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}", v)
-        elif isinstance(value, (list, tuple)):
-            for i, v in enumerate(value):
-                walk(f"{prefix}[{i}]", v)
-        else:
-            out[prefix] = value
-
-    walk("", states)
-    return out
-
-
-def assert_same_state(a: list[dict], b: list[dict]) -> None:
-    fa, fb = _flat_state(a), _flat_state(b)
-    assert fa.keys() == fb.keys()
-    for key in fa:
-        x, y = fa[key], fb[key]
-        if isinstance(x, torch.Tensor):
-            assert torch.equal(x, y), key
-        else:
-            assert x == y, key
 
 
 def test_2x2_grid_runs_three_generations_in_seconds(tiny_config) -> None:

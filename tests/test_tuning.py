@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
-from conftest import tiny_toy_config
+from conftest import assert_same_state, tiny_toy_config
 
 from raygan.cli import main
 from raygan.config import ConfigError, RunConfig, config_from_dict, load_config
@@ -84,21 +83,6 @@ def _final_cells(experiment: Path) -> list[dict[str, Any]]:
     _, controller, cells = load_checkpoint(found)
     assert controller["generation"] == GENERATIONS
     return cells
-
-
-def _assert_same_states(a: Any, b: Any, where: str = "cells") -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            _assert_same_states(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same_states(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 @pytest.fixture(scope="module")
@@ -315,7 +299,7 @@ def test_failed_trial_restarts_from_its_last_checkpoint(trained: Path, tmp_path:
     assert record.status == "TERMINATED" and record.failures == 1
     assert _final_scores(Path(path)) == _final_scores(trained)
     pd.testing.assert_frame_equal(_history(Path(path)), _history(trained))
-    _assert_same_states(_final_cells(Path(path)), _final_cells(trained))
+    assert_same_state(_final_cells(Path(path)), _final_cells(trained))
 
 
 def test_killed_driver_then_resume_gives_the_same_final_metrics(
@@ -356,7 +340,7 @@ def test_killed_driver_then_resume_gives_the_same_final_metrics(
     assert _final_scores(experiment) == _final_scores(trained)
     assert all(math.isfinite(v) for v in _final_scores(experiment).values())
     pd.testing.assert_frame_equal(_history(experiment), _history(trained))
-    _assert_same_states(_final_cells(experiment), _final_cells(trained))
+    assert_same_state(_final_cells(experiment), _final_cells(trained))
 
 
 # -- sweeps -----------------------------------------------------------------------------------
