@@ -218,24 +218,6 @@ LAUNCHER_BREAKS: list[tuple[Path, str, Callable[[Doc], None], str]] = [
 ]
 
 
-def test_every_launcher_rule_has_a_broken_copy() -> None:
-    assert {check for *_, check in LAUNCHER_BREAKS} == set(LAUNCHER_CHECKS)
-
-
-@pytest.mark.parametrize(
-    ("path", "mutate", "check"),
-    [pytest.param(p, m, c, id=f"{p.stem}-{name}") for p, name, m, c in LAUNCHER_BREAKS],
-)
-def test_broken_launcher_copy_fails_that_rule(
-    path: Path, mutate: Callable[[Doc], None], check: str
-) -> None:
-    doc = _load(path)
-    assert check_launcher(doc, PIN) == []
-    mutate(doc)
-    problems = check_launcher(doc, PIN)
-    assert _checks(problems) == {check}, problems
-
-
 def test_launcher_accepts_a_setup_command_pin_instead_of_an_image() -> None:
     doc = _load(AWS)
     _docker_to_setup(PIN)(doc)
@@ -313,21 +295,36 @@ KUBERAY_BREAKS: list[tuple[Path, str, Callable[[Doc], None], str]] = [
 ]
 
 
-def test_every_kuberay_rule_has_a_broken_copy() -> None:
-    assert {check for *_, check in KUBERAY_BREAKS} == set(KUBERAY_CHECKS)
+# each rule set with its broken copies: every rule must have one, and each copy must fail
+# exactly its rule while the shipped file passes them all
+RULE_SETS = [
+    ("launcher", check_launcher, LAUNCHER_BREAKS, LAUNCHER_CHECKS),
+    ("kuberay", check_kuberay, KUBERAY_BREAKS, KUBERAY_CHECKS),
+]
 
 
 @pytest.mark.parametrize(
-    ("path", "mutate", "check"),
-    [pytest.param(p, m, c, id=f"{p.stem}-{name}") for p, name, m, c in KUBERAY_BREAKS],
+    ("breaks", "checks"), [pytest.param(b, c, id=kind) for kind, _, b, c in RULE_SETS]
 )
-def test_broken_kuberay_copy_fails_that_rule(
-    path: Path, mutate: Callable[[Doc], None], check: str
+def test_every_rule_has_a_broken_copy(breaks: list[Any], checks: Any) -> None:
+    assert {check for *_, check in breaks} == set(checks)
+
+
+@pytest.mark.parametrize(
+    ("checker", "path", "mutate", "check"),
+    [
+        pytest.param(checker, p, m, c, id=f"{p.stem}-{name}")
+        for _, checker, breaks, _ in RULE_SETS
+        for p, name, m, c in breaks
+    ],
+)
+def test_broken_copy_fails_that_rule(
+    checker: Callable[[Doc, str], list[Any]], path: Path, mutate: Callable[[Doc], None], check: str
 ) -> None:
     doc = _load(path)
-    assert check_kuberay(doc, PIN) == []
+    assert checker(doc, PIN) == []
     mutate(doc)
-    problems = check_kuberay(doc, PIN)
+    problems = checker(doc, PIN)
     assert _checks(problems) == {check}, problems
 
 
