@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from raygan.core.networks import reset_parameters
 from raygan.data.images import ImageData
 
 # Bump whenever the architecture or training procedure changes, so stale caches are ignored.
@@ -74,15 +75,7 @@ class LeNet(nn.Module):
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Re-draw all weights with PyTorch's default scheme from an explicit generator."""
-        with torch.no_grad():
-            for m in self.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
-                    if m.bias is not None:
-                        bound = 1.0 / math.sqrt(m.weight[0].numel())
-                        nn.init.uniform_(m.bias, -bound, bound, generator=generator)
-                elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-                    m.reset_parameters()
+        reset_parameters(self, generator)
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features of shape ``(B, feature_dim)``.
