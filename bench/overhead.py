@@ -16,7 +16,7 @@ Prints one JSON object on stdout (progress on stderr):
   ratio cell/plain is in steps per second; 1.0 is the limit.
 - `machine`: cores, load average, versions, device.
 
-Configs: `ring8` (toy_ring8_mustangs.yaml's networks and data) and `mnist5k_mlp`
+Configs: `ring8` (small 64-unit networks, batches of 100) and `mnist5k_mlp`
 (default.yaml's MLP on MNIST-5k), with fewer batches per generation so a generation stays short
 on 2 cores. The controller's own bookkeeping on large simulated grids is bench/controller_scale.py.
 
@@ -51,8 +51,8 @@ from raygan.core.networks import build_networks  # noqa: E402
 from raygan.engine.controller import Controller  # noqa: E402
 from raygan.engine.pool import LocalCellPool  # noqa: E402
 
-# The shipped toy_ring8_mustangs.yaml and default.yaml (MNIST MLP) settings, with fewer batches
-# per generation so a benchmark generation stays short on 2 cores.
+# Small ring-of-8 settings (64-unit networks, batches of 100) and default.yaml's MNIST MLP, with
+# fewer batches per generation so a benchmark generation stays short on 2 cores.
 TOY: dict[str, Any] = {
     "name": "bench_ring8", "seed": 0,
     "data": {"name": "ring8", "samples": 18000},

@@ -92,6 +92,9 @@ class NetworksConfig:
     g_hidden: int = 256
     d_hidden: int = 256
     hidden_layers: int = 2  # MLP only: hidden layers between input and output
+    # MLP generator only: ReLU can map whole latent regions onto one point, which the sharp
+    # modes of the toy mixtures need; LeakyReLU (Lipizzaner's choice) keeps images smoother
+    g_activation: Literal["leaky_relu", "relu"] = "leaky_relu"
     dcgan_width: int = 64
 
     def __post_init__(self) -> None:
@@ -207,6 +210,9 @@ class TrainingConfig:
     # neighbours act through selection, replacement and the mixture. Neighbours' networks are
     # frozen for a generation, and stale adversaries destabilise small GANs (bench/README.md).
     adversaries: Literal["neighbourhood", "own"] = "neighbourhood"
+    # decay per step of the generator's weight average (0 = off); cells sample, publish for
+    # mixtures and are scored on the average, which removes the jitter of the live weights
+    g_ema: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.generations >= 1, "training.generations", "must be >= 1")
@@ -215,6 +221,7 @@ class TrainingConfig:
         _check(self.lr_d > 0, "training.lr_d", "must be > 0")
         _check(0 <= self.beta1 < 1, "training.beta1", "must be in [0, 1)")
         _check(0 <= self.beta2 < 1, "training.beta2", "must be in [0, 1)")
+        _check(0 <= self.g_ema < 1, "training.g_ema", f"must be in [0, 1), got {self.g_ema}")
         _check(
             self.max_batches is None or self.max_batches >= 1,
             "training.max_batches",

@@ -46,6 +46,8 @@ MALFORMED = [
     ("grid: {rows: 2\n", ["not valid YAML"]),
     ("networks: {kind: dcgan}\ndata: {name: ring8}\n", ["networks.kind", "needs image data"]),
     ("evolution: {lr_min: 0.1, lr_max: 0.01}\n", ["evolution.lr_min", "lr_min <= lr_max"]),
+    ("training: {g_ema: 1.0}\n", ["training.g_ema", "[0, 1)"]),
+    ("networks: {g_activation: tanh}\n", ["networks.g_activation", "'relu'", "'leaky_relu'"]),
 ]
 
 

@@ -32,8 +32,11 @@ from raygan.engine.pool import LocalCellPool
 
 ray = pytest.importorskip("ray")
 
-# half a CPU per cell: the 2x2 grid fits in 2 of the 4 logical CPUs, leaving room for restarts
-POOL_CONFIG: RunConfig = tiny_toy_config(**{"resources.cpus_per_cell": 0.5})
+# half a CPU per cell: the 2x2 grid fits in 2 of the 4 logical CPUs, leaving room for restarts;
+# generators keep a weight average, so snapshots carry it through the object store too
+POOL_CONFIG: RunConfig = tiny_toy_config(
+    **{"resources.cpus_per_cell": 0.5, "training.g_ema": 0.9}
+)
 
 
 # -- pure resource arithmetic ---------------------------------------------------------------

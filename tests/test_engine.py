@@ -59,9 +59,15 @@ def test_cells_start_different_and_runs_reproduce(tiny_config) -> None:
     )
 
 
-def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("g_ema", [0.0, 0.9])
+def test_resume_equals_uninterrupted(tmp_path: Path, g_ema: float) -> None:
     cfg = tiny_toy_config(
-        **{"training.generations": 4, "losses.mutation": "batch", "output.checkpoint_every": 1}
+        **{
+            "training.generations": 4,
+            "losses.mutation": "batch",
+            "output.checkpoint_every": 1,
+            "training.g_ema": g_ema,
+        }
     )
     train(cfg, tmp_path / "full", progress=False)
     part = train(cfg, tmp_path / "part", stop_after=2, progress=False)
@@ -129,6 +135,46 @@ def test_own_adversaries_ignore_neighbours_in_training(adversaries: str) -> None
         cell.run_generation(0, snapshots)
         centres.append(torch.cat([p.flatten() for p in cell.g.net.parameters()]))
     assert torch.equal(centres[0], centres[1]) == (adversaries == "own")
+
+
+def test_cells_sample_and_share_the_generator_average() -> None:
+    cfg = tiny_toy_config(**{"training.g_ema": 0.9, "networks.g_activation": "relu"})
+    pool = LocalCellPool(cfg)
+    assert any(isinstance(m, torch.nn.ReLU) for m in pool.cells[0].g.net.modules())
+    controller = Controller(cfg, pool)
+    controller.step()
+    inputs = controller.route(pool.publish())
+    cell = pool.cells[0]
+    live = torch.cat([p.flatten() for p in cell.g.net.parameters()])
+    average = torch.cat([p.flatten() for p in cell.g.sampler.parameters()])
+    assert cell.g.sampler is cell.g.ema and not torch.equal(live, average)
+    # the cell's samples come from its average
+    z = torch.randn(5, cfg.networks.latent_dim, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = cell.g.ema.eval()(z)
+    assert torch.allclose(pool.sample(0, inputs[0], 5, 3, centre_only=True), expected)
+    # ... and so do its neighbours' slots in its mixture
+    k, neighbour = 0, pool.cells[cell.neighbours[0]]
+    cell.mixture_weights = np.eye(len(cell.mixture_weights))[k + 1]
+    with torch.no_grad():
+        expected = neighbour.g.ema.eval()(z)
+    assert torch.allclose(pool.sample(0, inputs[0], 5, 3), expected)
+
+
+def test_generator_average_update_and_checkpoint_guard() -> None:
+    cfg = tiny_toy_config(**{"training.g_ema": 0.75})
+    ind = LocalCellPool(cfg).cells[0].g
+    assert ind.ema is not None
+    before = [p.clone() for p in ind.ema.parameters()]
+    with torch.no_grad():
+        for p in ind.net.parameters():
+            p.add_(1.0)
+    ind.update_ema(0.75)
+    for old, avg, cur in zip(before, ind.ema.parameters(), ind.net.parameters()):
+        assert torch.allclose(avg, 0.75 * old + 0.25 * cur)
+    plain = LocalCellPool(tiny_toy_config()).cells[0].g
+    with pytest.raises(ValueError, match="training.g_ema"):
+        plain.load_state_dict(ind.state_dict())
 
 
 def test_nonfinite_centre_is_replaced_by_a_neighbour(tiny_config) -> None:

@@ -132,6 +132,7 @@ class Cell:
         g_net, d_net = self._new_pair(self.torch_rng)
         losses = config.losses.generator
         self.g = self._individual(g_net, config.training.lr_g, losses[0])
+        self.g.ema = self._average_of(g_net)
         self.d = self._individual(d_net, config.training.lr_d, "")
         n_members = 1 + len(self.neighbours)
         self.mixture_weights = np.full(n_members, 1.0 / n_members)
@@ -140,6 +141,10 @@ class Cell:
         pairs = [self._new_pair(spare) for _ in self.neighbours]
         self._g_slots = [self._frozen(g) for g, _ in pairs]
         self._d_slots = [self._frozen(d) for _, d in pairs]
+        # what the mixture samples: the neighbours' weight averages when they keep one
+        self._g_samplers = self._g_slots
+        if self._keeps_average:
+            self._g_samplers = [self._frozen(copy.deepcopy(g)) for g in self._g_slots]
         self._slot_meta: list[Snapshot] = [{} for _ in self.neighbours]
         self.generation = 0
 
@@ -156,6 +161,14 @@ class Cell:
         net.requires_grad_(False)
         return net
 
+    @property
+    def _keeps_average(self) -> bool:
+        return self.config.training.g_ema > 0
+
+    def _average_of(self, net: nn.Module) -> nn.Module | None:
+        """A frozen copy of a generator to hold its weight average (None when g_ema is off)."""
+        return self._frozen(copy.deepcopy(net)) if self._keeps_average else None
+
     # -- exchange ---------------------------------------------------------------------------
     def publish(self) -> Snapshot:
         """The centre's networks and hyperparameters, as sent to neighbours."""
@@ -166,6 +179,7 @@ class Cell:
             "g_lr": self.g.lr,
             "d_lr": self.d.lr,
             "g_loss": self.g.loss,
+            "g_ema": None if self.g.ema is None else module_to_numpy(self.g.ema),
         }
 
     def _receive(self, snapshots: Sequence[Snapshot]) -> None:
@@ -175,6 +189,8 @@ class Cell:
         for k, snap in enumerate(snapshots):
             load_numpy(self._g_slots[k], snap["g"])
             load_numpy(self._d_slots[k], snap["d"])
+            if self._keeps_average:
+                load_numpy(self._g_samplers[k], snap["g_ema"])
             self._slot_meta[k] = snap
 
     # -- one generation ---------------------------------------------------------------------
@@ -224,7 +240,7 @@ class Cell:
         # 7. mixture weights
         mix_score, accepted = math.nan, False
         if cfg.mixture.enabled:
-            gens = [self.g.net, *self._g_slots]
+            gens = [self.g.sampler, *self._g_samplers]
             z_mix = self._noise(cfg.mixture.samples)
             self.mixture_weights, rec = ops.mixture_es_step(
                 self.mixture_weights,
@@ -296,7 +312,10 @@ class Cell:
         net = copy.deepcopy(src).requires_grad_(True)
         lr = float(meta[f"{side}_lr"])
         loss = str(meta["g_loss"]) if side == "g" else ""
-        return Individual(net, make_optimizer(net, lr, self._betas), lr, int(meta["cell"]), loss)
+        ind = Individual(net, make_optimizer(net, lr, self._betas), lr, int(meta["cell"]), loss)
+        if side == "g" and self._keeps_average:
+            ind.ema = copy.deepcopy(self._g_samplers[slot - 1])
+        return ind
 
     def _mutate_lr(self, ind: Individual) -> bool:
         evo = self.config.evolution
@@ -360,6 +379,7 @@ class Cell:
             g_off.optimizer.zero_grad(set_to_none=True)
             g_loss.backward()
             g_off.optimizer.step()
+            g_off.update_ema(cfg.training.g_ema)
             steps += 1
             dl, gl = float(d_loss.detach()), float(g_loss.detach())
             if not (math.isfinite(dl) and math.isfinite(gl)):
@@ -429,7 +449,7 @@ class Cell:
         weights = self.mixture_weights
         if centre_only:
             weights = np.eye(len(weights))[0]
-        return self._mixture_samples([self.g.net, *self._g_slots], weights, z)
+        return self._mixture_samples([self.g.sampler, *self._g_samplers], weights, z)
 
     def evaluate(self, snapshots: Sequence[Snapshot], n: int, seed: int) -> dict[str, float]:
         """Metrics of this cell's mixture (see `CellTask.evaluate`)."""

@@ -45,6 +45,8 @@ class Individual:
         source: index of the cell whose networks this individual descends from.
         loss: generator loss name (empty for discriminators).
         fitness: last measured fitness, lower is better.
+        ema: exponential moving average of `net`'s weights (generators with
+            `training.g_ema > 0`), the network the cell samples from; None when off.
     """
 
     net: nn.Module
@@ -53,13 +55,30 @@ class Individual:
     source: int
     loss: str = ""
     fitness: float = math.inf
+    ema: nn.Module | None = None
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The network to draw samples from: the moving average when kept, else `net`."""
+        return self.net if self.ema is None else self.ema
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        """Move the average towards the current weights (buffers are copied, not averaged)."""
+        if self.ema is None:
+            return
+        for avg, cur in zip(self.ema.parameters(), self.net.parameters()):
+            avg.lerp_(cur, 1.0 - decay)
+        for buf, live in zip(self.ema.buffers(), self.net.buffers()):
+            buf.copy_(live)
 
     def clone(self, betas: tuple[float, float]) -> Individual:
         """Deep copy with an independent optimizer carrying the same state."""
         net = copy.deepcopy(self.net)
         opt = make_optimizer(net, self.lr, betas)
         opt.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
-        return Individual(net, opt, self.lr, self.source, self.loss, self.fitness)
+        ema = None if self.ema is None else copy.deepcopy(self.ema)
+        return Individual(net, opt, self.lr, self.source, self.loss, self.fitness, ema)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild this individual (loads with weights_only=True)."""
@@ -70,6 +89,7 @@ class Individual:
             "source": self.source,
             "loss": self.loss,
             "fitness": self.fitness,
+            "ema": None if self.ema is None else self.ema.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -80,3 +100,8 @@ class Individual:
         self.source = int(state["source"])
         self.loss = str(state["loss"])
         self.fitness = float(state["fitness"])
+        ema = state.get("ema")
+        if (ema is None) != (self.ema is None):
+            raise ValueError("checkpoint and config disagree on training.g_ema (moving average)")
+        if self.ema is not None and ema is not None:
+            self.ema.load_state_dict(ema)

@@ -15,17 +15,23 @@ from raygan.config import NetworksConfig
 
 
 class MLPGenerator(nn.Module):
-    """Latent vector -> sample, LeakyReLU hidden layers; tanh output for images."""
+    """Latent vector -> sample, LeakyReLU (or ReLU) hidden layers; tanh output for images."""
 
     def __init__(
-        self, latent_dim: int, out_shape: tuple[int, ...], hidden: int, layers: int, tanh: bool
+        self,
+        latent_dim: int,
+        out_shape: tuple[int, ...],
+        hidden: int,
+        layers: int,
+        tanh: bool,
+        relu: bool = False,
     ) -> None:
         super().__init__()
         self.out_shape = out_shape
         dims = [latent_dim] + [hidden] * layers
         body: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
-            body += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
+            body += [nn.Linear(a, b), nn.ReLU() if relu else nn.LeakyReLU(0.2)]
         body.append(nn.Linear(dims[-1], math.prod(out_shape)))
         if tanh:
             body.append(nn.Tanh())
@@ -73,7 +79,10 @@ def _build_mlp(
     cfg: NetworksConfig, data_shape: tuple[int, ...], generator: torch.Generator
 ) -> tuple[nn.Module, nn.Module]:
     images = len(data_shape) == 3
-    g = MLPGenerator(cfg.latent_dim, data_shape, cfg.g_hidden, cfg.hidden_layers, tanh=images)
+    relu = cfg.g_activation == "relu"
+    g = MLPGenerator(
+        cfg.latent_dim, data_shape, cfg.g_hidden, cfg.hidden_layers, tanh=images, relu=relu
+    )
     d = MLPDiscriminator(data_shape, cfg.d_hidden, cfg.hidden_layers)
     reset_parameters(g, generator)
     reset_parameters(d, generator)
