@@ -14,6 +14,10 @@ Prints one JSON object on stdout (progress on stderr):
   steps, one thread): `Cell._train` alone, and a whole 1x1 `Controller.step` (selection,
   replacement, lr mutation and mixture off; fitness, cloning and publishing still run). The
   ratio cell/plain is in steps per second; 1.0 is the limit.
+- `mixture_es`: the cost of the mixture-weights ES in `default.yaml`'s generation (local pool,
+  the shipped settings): seconds per generation spent in `mixture_es_step` (both scores of
+  every cell, timed by wrapping the operator) against the generation's wall time. Generation
+  0 (which may train the metric classifier) is left out.
 - `machine`: cores, load average, versions, device.
 
 Configs: `ring8` (small 64-unit networks, batches of 100) and `mnist5k_mlp`
@@ -22,7 +26,7 @@ on 2 cores. The controller's own bookkeeping on large simulated grids is bench/c
 
 Timings are wall-clock and noisy on a shared machine; the script never asserts.
 
-Usage: python bench/overhead.py [--quick] [--generations N] [--repeats N]
+Usage: python bench/overhead.py [--quick] [--generations N] [--repeats N] [--only SECTION ...]
 """
 
 from __future__ import annotations
@@ -42,10 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from common import ROOT, finish, log, machine  # noqa: E402
+from common import CONFIGS, ROOT, finish, log, machine  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from raygan.config import RunConfig, config_from_dict  # noqa: E402
+from raygan.config import RunConfig, config_from_dict, load_config  # noqa: E402
+from raygan.core import operators as ops  # noqa: E402
 from raygan.core.cell import Cell  # noqa: E402
 from raygan.core.networks import build_networks  # noqa: E402
 from raygan.engine.controller import Controller  # noqa: E402
@@ -262,6 +267,56 @@ def cell_vs_plain(base: dict[str, Any], steps: int, repeats: int) -> dict[str, A
     return out
 
 
+def mixture_es_cost(generations: int) -> dict[str, Any]:
+    """Seconds per generation the mixture ES takes in `default.yaml`'s run, and its share.
+
+    `ops.mixture_es_step` is wrapped with a timer (the cell calls it through the module), so
+    what is timed is exactly the ES: sampling both weight vectors' mixtures and scoring them.
+    """
+    config = load_config(
+        CONFIGS / "default.yaml",
+        [f"training.generations={generations + 2}", "metrics.every=1000000"],
+    )
+    spent: list[float] = []
+    original = ops.mixture_es_step
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - t0)
+
+    ops.mixture_es_step = timed  # type: ignore[assignment]
+    try:
+        pool = LocalCellPool(config)
+        controller = Controller(config, pool)
+        controller.step()  # warm-up: may train and cache the metric classifier
+        walls, es = [], []
+        for _ in range(generations):
+            spent.clear()
+            t0 = time.perf_counter()
+            controller.step()
+            walls.append(time.perf_counter() - t0)
+            es.append(sum(spent))
+        pool.close()
+    finally:
+        ops.mixture_es_step = original  # type: ignore[assignment]
+    wall, cost = statistics.fmean(walls), statistics.fmean(es)
+    return {
+        "config": "tune_configs/default.yaml",
+        "generations_timed": generations,
+        "mixture_samples": config.mixture.samples,
+        "mixture_objective": "fid",
+        "mean_generation_s": round(wall, 4),
+        "mean_es_s": round(cost, 4),
+        "es_fraction": round(cost / wall, 4),
+    }
+
+
+SECTIONS = ("grids", "cell_vs_plain", "mixture_es")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -270,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--generations", type=int, help="generations per case (incl. warm-up)")
     parser.add_argument("--repeats", type=int, help="timed rounds of cell vs plain (default 6)")
+    parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     args = parser.parse_args(argv)
+    only = set(args.only or SECTIONS)
     import ray
 
     from raygan.distributed import RayCellPool
@@ -297,9 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         "bench": "overhead", "machine": machine(), "quick": args.quick,
         "grids": [], "cell_vs_plain": {}, "notes": notes,
     }
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    if "grids" in only:
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
-        for name, base in bases:
+        for name, base in bases if "grids" in only else []:
             for rows in sizes:
                 config = make_config(base, rows, gens + 1, cpus)
                 for backend, factory in (("local", LocalCellPool), ("ray", RayCellPool)):
@@ -313,10 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ray.shutdown()
     result["ray_speedup_vs_local"] = speedups(result["grids"])
-    for name, base in bases:
+    for name, base in bases if "cell_vs_plain" in only else []:
         log(f"{name}: one cell vs a plain PyTorch loop")
         steps = 40 if args.quick else 1_000_000  # capped at one pass over the shard
         result["cell_vs_plain"][name] = cell_vs_plain(base, steps, repeats)
+    if "mixture_es" in only and images:
+        log("mixture ES cost in default.yaml's generation")
+        result["mixture_es"] = mixture_es_cost(2 if args.quick else 5)
     finish(result, start)
     return 0
 
