@@ -43,7 +43,10 @@ from raygan.config import RunConfig, load_config  # noqa: E402
 from raygan.engine.controller import Controller  # noqa: E402
 from raygan.engine.pool import LocalCellPool  # noqa: E402
 
-METRICS = ["fid", "inception_score", "tvd", "generations", "seconds_per_generation"]
+METRICS = [
+    "fid", "fid_floor", "tvd", "tvd_floor", "inception_score", "generations",
+    "seconds_per_generation",
+]
 
 
 def settings(grid: int) -> dict[str, list[str]]:

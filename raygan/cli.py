@@ -191,10 +191,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _print_final(config: RunConfig, summary: dict[str, object]) -> None:
-    scores = {k[5:]: v for k, v in summary.items() if k.startswith("best/")}
-    text = ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in scores.items()
-    )
+    from raygan.metrics.catalog import best_scores, format_scores
+
+    text = format_scores(best_scores(summary))
     print(f"raygan: {config.name} finished; best mixture (cell {summary.get('best_cell')}): {text}")
 
 

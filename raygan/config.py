@@ -19,11 +19,13 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from raygan.metrics import catalog
+from raygan.metrics.catalog import TOY_DATASETS
+
 LossName = Literal["minimax", "heuristic", "least_squares", "hinge", "wasserstein_gp"]
 DatasetName = Literal[
     "ring8", "grid25", "mnist5k", "digits8x8", "mnist", "fashion_mnist", "cifar10", "celeba"
 ]
-TOY_DATASETS: tuple[str, ...] = ("ring8", "grid25")
 NetworkName = Literal["mlp", "dcgan"]
 
 
@@ -187,6 +189,9 @@ class MixtureConfig:
     enabled: bool = True
     sigma: float = 0.01
     samples: int = 2500  # samples drawn to score a weight vector
+    # the metric the ES minimises (maximises, for a higher-is-better one); None: the data
+    # set's default (`coverage_score` on toy data, `fid` on digits, `fid_inception` natural)
+    objective: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.sigma >= 0, "mixture.sigma", f"must be >= 0, got {self.sigma}")
@@ -234,13 +239,29 @@ class MetricsConfig:
     """Evaluation schedule and settings."""
 
     every: int = 1  # evaluate every N generations (and always at the end)
-    samples: int = 2500
+    samples: int | None = None  # per evaluation; None: 2,500 on toy data, 1,000 on images
+    # names from raygan.metrics.catalog; None: the data set's defaults (toy coverage; fid,
+    # tvd, inception_score on digits; fid_inception on CIFAR-10 / CelebA)
+    names: tuple[str, ...] | None = None
+    rank_by: str | None = None  # ranks cells and trials; None: mode_tvd / fid / fid_inception
     cache_dir: str = "~/.cache/raygan"
+    # torchvision's inception_v3_google-0cc3c7bd.pth or stylegan2-ada's TorchScript
+    # inception-2015-12-05.pt (see raygan.metrics.catalog.INCEPTION_HELP)
     inception_weights: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.every >= 1, "metrics.every", f"must be >= 1, got {self.every}")
-        _check(self.samples >= 10, "metrics.samples", f"must be >= 10, got {self.samples}")
+        _check(
+            self.samples is None or self.samples >= 10,
+            "metrics.samples",
+            f"must be >= 10 or null, got {self.samples}",
+        )
+        _check(self.names is None or len(self.names) >= 1, "metrics.names", "needs a metric")
+        _check(
+            self.names is None or len(set(self.names)) == len(self.names),
+            "metrics.names",
+            f"has duplicates: {list(self.names or [])}",
+        )
 
 
 @dataclass(frozen=True)
@@ -351,8 +372,8 @@ class TuneSection:
     """Ray Tune settings for `raygan train` and `raygan tune` (the `tune` section)."""
 
     scheduler: SchedulerName = "none"
-    metric: str | None = None  # None: `best/mode_tvd` on toy data, `best/fid` on images
-    mode: Literal["min", "max"] = "min"
+    metric: str | None = None  # None: `best/<metrics.rank_by>`
+    mode: Literal["min", "max"] | None = None  # None: the direction of the metric
     num_samples: int = 1
     max_concurrent_trials: int | None = None
     space: dict[str, SearchDomain] = field(default_factory=dict)
@@ -473,7 +494,67 @@ class RunConfig:
             "tune.grace_period",
             f"must be a multiple of metrics.every ({every}), got {t.grace_period}",
         )
+        self._check_metrics()
         self._check_space()
+
+    def _check_metrics(self) -> None:
+        """Every metric name must be in the catalog and apply to the data set."""
+        data = self.data.name
+        for i, name in enumerate(self.metrics.names or ()):
+            problem = catalog.check_name(name, data)
+            _check(problem is None, f"metrics.names[{i}]", str(problem))
+        for key, chosen in (("metrics.rank_by", self.metrics.rank_by),
+                            ("mixture.objective", self.mixture.objective)):
+            problem = None if chosen is None else catalog.check_name(chosen, data)
+            _check(problem is None, key, str(problem))
+        _check(
+            self.rank_by in self.metric_names,
+            "metrics.rank_by",
+            f"{self.rank_by!r} is not among the reported metrics.names "
+            f"({', '.join(self.metric_names)}); add it there",
+        )
+        needs_inception = "fid_inception" in (*self.metric_names, self.mixture_objective)
+        _check(
+            not needs_inception or self.metrics.inception_weights is not None,
+            "metrics.inception_weights",
+            f"fid_inception (data set {data!r}) needs Inception-v3 weights: "
+            + catalog.INCEPTION_HELP,
+        )
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics every evaluation reports (`metrics.names` or the data set's default)."""
+        return self.metrics.names or catalog.default_names(self.data.name)
+
+    @property
+    def rank_by(self) -> str:
+        """The metric that ranks cells (and, by default, trials)."""
+        return self.metrics.rank_by or catalog.default_rank_by(self.data.name)
+
+    @property
+    def mixture_objective(self) -> str:
+        """The metric the mixture ES optimises."""
+        return self.mixture.objective or catalog.default_objective(self.data.name)
+
+    @property
+    def eval_samples(self) -> int:
+        """Samples drawn per evaluation (`metrics.samples`, else 2,500 toy / 1,000 images)."""
+        if self.metrics.samples is not None:
+            return self.metrics.samples
+        return 2500 if self.data.is_toy else 1000
+
+    @property
+    def tune_metric(self) -> str:
+        """The result key trials are ranked by: `tune.metric`, else the best `rank_by`."""
+        return self.tune.metric or catalog.result_key(self.rank_by)
+
+    @property
+    def tune_mode(self) -> Literal["min", "max"]:
+        """`tune.mode`, else the ranking metric's direction."""
+        if self.tune.mode is not None:
+            return self.tune.mode
+        name = self.tune_metric.removeprefix(catalog.BEST_PREFIX)
+        return "min" if catalog.lower_is_better(name) else "max"
 
     def _check_space(self) -> None:
         """Every listed value (and both bounds) of `tune.space` must give a valid config."""
@@ -633,6 +714,14 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml_load(raw) if raw.strip() else None
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: what is wrong and where."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Load a YAML run config and apply `a.b=value` overrides.
 
@@ -650,7 +739,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             loaded = yaml_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         data = loaded or {}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,3 +80,38 @@ def assert_same_state(a: Any, b: Any, where: str = "state") -> None:
         np.testing.assert_array_equal(a, b, err_msg=where)
     else:
         assert a == b, where
+
+
+def _exists_only(path: str, md5: str | None = None) -> bool:
+    # Stand-in for torchvision's md5 check: fake files cannot match the real checksums.
+    return os.path.isfile(path)
+
+
+@pytest.fixture
+def skip_md5(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make torchvision accept fake CIFAR-10 and CelebA files."""
+    import torchvision.datasets.celeba as celeba
+    import torchvision.datasets.cifar as cifar
+
+    monkeypatch.setattr(cifar, "check_integrity", _exists_only)
+    monkeypatch.setattr(celeba, "check_integrity", _exists_only)
+
+
+def write_fake_cifar10(root: Path, per_batch: int) -> None:
+    """CIFAR-10 in torchvision's pickled format: 5 training batches and a test batch.
+
+    Pixels are random; the red channel of each image's first pixel holds its batch number and
+    image j of batch k has label (k + j) % 10.
+    """
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for k, name in enumerate(names):
+        data = rng.integers(0, 256, size=(per_batch, 3 * 32 * 32), dtype=np.uint8)
+        data[:, 0] = k
+        entry = {"data": data, "labels": [(k + j) % 10 for j in range(per_batch)]}
+        with open(folder / name, "wb") as handle:
+            pickle.dump(entry, handle)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, handle)

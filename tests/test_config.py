@@ -48,6 +48,30 @@ MALFORMED = [
     ("evolution: {lr_min: 0.1, lr_max: 0.01}\n", ["evolution.lr_min", "lr_min <= lr_max"]),
     ("training: {g_ema: 1.0}\n", ["training.g_ema", "[0, 1)"]),
     ("networks: {g_activation: tanh}\n", ["networks.g_activation", "'relu'", "'leaky_relu'"]),
+    (
+        "data: {name: mnist5k}\nmetrics: {names: [fid, tvdd]}\n",
+        ["metrics.names[1]", "unknown metric 'tvdd'", "did you mean 'tvd'",
+         "allowed: fid, tvd, inception_score, fid_lenet, fid_inception"],
+    ),
+    (
+        "data: {name: ring8}\nmetrics: {names: [fid]}\n",
+        ["metrics.names[0]", "'fid' does not apply to data set 'ring8'", "mode_tvd"],
+    ),
+    (
+        "data: {name: celeba}\nmetrics: {names: [tvd], inception_weights: w.pt}\n",
+        ["metrics.names[0]", "'tvd' does not apply to data set 'celeba'", "fid_inception"],
+    ),
+    (
+        "data: {name: mnist5k}\nmetrics: {names: [tvd]}\n",
+        ["metrics.rank_by", "'fid' is not among the reported metrics.names (tvd)"],
+    ),
+    ("data: {name: mnist5k}\nmixture: {objective: fdi}\n", ["mixture.objective", "'fid'"]),
+    (
+        "data: {name: cifar10}\nnetworks: {kind: dcgan}\n",
+        ["metrics.inception_weights", "fid_inception", "inception_v3_google-0cc3c7bd.pth",
+         "inception-2015-12-05.pt"],
+    ),
+    ("metrics: {names: [mode_tvd, mode_tvd]}\n", ["metrics.names", "duplicates"]),
 ]
 
 
@@ -61,6 +85,7 @@ def test_malformed_configs_give_clear_errors(
         load_config(path)
     for fragment in fragments:
         assert fragment in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_bad_override() -> None:
@@ -72,3 +97,17 @@ def test_bad_override() -> None:
         load_config(None, ["seed=1", "seed.x=1"])
     with pytest.raises(ConfigError, match="unknown key 'grid.size'"):
         load_config(None, ["grid.size=4"])
+
+
+def test_metric_defaults_follow_the_data_set() -> None:
+    toy = load_config(None)
+    assert toy.metric_names[0] == "mode_tvd" and toy.rank_by == "mode_tvd"
+    assert toy.mixture_objective == "coverage_score" and toy.eval_samples == 2500
+    digits = load_config(None, ["data.name=mnist5k"])
+    assert digits.metric_names == ("fid", "tvd", "inception_score")
+    assert (digits.rank_by, digits.mixture_objective, digits.eval_samples) == ("fid", "fid", 1000)
+    assert (digits.tune_metric, digits.tune_mode) == ("best/fid", "min")
+    ranked = load_config(None, ["data.name=mnist5k", "metrics.rank_by=inception_score"])
+    assert (ranked.tune_metric, ranked.tune_mode) == ("best/inception_score", "max")
+    natural = load_config(None, ["data.name=cifar10", "metrics.inception_weights=w.pth"])
+    assert natural.metric_names == ("fid_inception",) and natural.rank_by == "fid_inception"

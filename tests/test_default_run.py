@@ -29,7 +29,9 @@ def test_default_config_runs_one_generation_offline(tmp_path: Path) -> None:
     assert all(r["steps"] > 0 and math.isfinite(r["mixture_score"]) for r in controller.history)
     final = json.loads((tmp_path / "run" / "final.json").read_text())
     scores = {k.split("/")[-1]: v for k, v in final.items() if isinstance(v, float)}
-    assert scores["fid"] > 0 and 1.0 <= scores["inception_score"] <= 10.0
+    assert scores["fid"] > scores["fid_floor"] > 0 and 1.0 <= scores["inception_score"] <= 10.0
+    assert 0 <= scores["tvd_floor"] < scores["tvd"] <= 1
+    assert f"(real data: {scores['fid_floor']:.3g})" in final["summary"]
     for name in ("samples.png", "cells.png", "fid_heatmap.png", "checkpoint.pt"):
         assert (tmp_path / "run" / name).stat().st_size > 0, name
-    assert list((tmp_path / "cache").glob("classifier-*.pt"))
+    assert list((tmp_path / "cache").glob("classifier-reference-mnist5k-*.pt"))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import pickle
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import write_fake_cifar10
 from PIL import Image
 
 from raygan.data.images import (
@@ -18,21 +17,6 @@ from raygan.data.images import (
     ImageData,
     load_image_dataset,
 )
-
-
-def _exists_only(path: str, md5: str | None = None) -> bool:
-    # Stand-in for torchvision's md5 check: fake files cannot match the real checksums.
-    return os.path.isfile(path)
-
-
-@pytest.fixture
-def skip_md5(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make torchvision accept fake CIFAR-10 and CelebA files."""
-    import torchvision.datasets.celeba as celeba
-    import torchvision.datasets.cifar as cifar
-
-    monkeypatch.setattr(cifar, "check_integrity", _exists_only)
-    monkeypatch.setattr(celeba, "check_integrity", _exists_only)
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -78,25 +62,9 @@ def test_mnist_like_loaders_read_idx_files(tmp_path: Path, name: str, folder: st
     assert test.images.min() >= -1.0 and test.images.max() <= 1.0
 
 
-def _write_cifar(root: Path, per_batch: int) -> None:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for k, name in enumerate(names):
-        data = rng.integers(0, 256, size=(per_batch, 3 * 32 * 32), dtype=np.uint8)
-        # Mark each batch: red channel of the first pixel holds the batch number.
-        data[:, 0] = k
-        entry = {"data": data, "labels": [(k + j) % 10 for j in range(per_batch)]}
-        with open(folder / name, "wb") as handle:
-            pickle.dump(entry, handle)
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, handle)
-
-
 @pytest.mark.usefixtures("skip_md5")
 def test_cifar10_loader_reads_pickled_batches(tmp_path: Path) -> None:
-    _write_cifar(tmp_path, per_batch=3)
+    write_fake_cifar10(tmp_path, per_batch=3)
     data = load_image_dataset("cifar10", root=tmp_path)
     assert data.shape == (3, 32, 32) and len(data) == 15
     assert data.images.min() >= -1.0 and data.images.max() <= 1.0

@@ -14,26 +14,33 @@ import raygan.metrics.image as image_module
 from raygan.core.dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
 from raygan.data.images import ImageData, load_image_dataset
 from raygan.metrics.classifier import (
+    DEFAULT_SETTINGS,
     ClassifierSettings,
     LeNet,
+    ReferenceCNN,
     load_or_train_classifier,
+    max_pool2,
+    random_shift,
     train_classifier,
 )
 from raygan.metrics.image import (
-    ImageScorer,
+    ClassifierExtractor,
+    FeatureScorer,
     InceptionFID,
     InceptionWeightsMissingError,
-    classifier_outputs,
     feature_statistics,
     frechet_distance,
     inception_fid_available,
     inception_score,
+    is_torchscript,
     label_tvd,
-    real_statistics,
+    reference_split,
 )
 
 # digits8x8 trains in about a second; more epochs than the default make it reliable.
 DIGITS_SETTINGS = ClassifierSettings(epochs=8)
+# the reference CNN on digits8x8 at a third of its MNIST budget (about 2 s)
+DIGITS_REFERENCE = ClassifierSettings(epochs=10, lr=3e-3, shift=2)
 
 
 @pytest.fixture(scope="module")
@@ -104,27 +111,53 @@ def test_inception_score_extremes() -> None:
 
 def test_label_tvd_extremes() -> None:
     k = 10
+    uniform = np.full(k, 1.0 / k)
     balanced = torch.nn.functional.one_hot(torch.arange(500) % k, k).float()
-    assert label_tvd(balanced, k) == pytest.approx(0.0, abs=1e-12)
+    assert label_tvd(balanced, uniform) == pytest.approx(0.0, abs=1e-12)
     single = torch.nn.functional.one_hot(torch.full((50,), 3), k).float()
-    assert label_tvd(single, k) == pytest.approx(1.0 - 1.0 / k)
+    assert label_tvd(single, uniform) == pytest.approx(0.9)
     half = torch.nn.functional.one_hot(torch.arange(100) % 2, k).float()
-    assert label_tvd(half, k) == pytest.approx(0.8)
+    assert label_tvd(half, uniform) == pytest.approx(0.8)
+    # against a skewed real histogram, the same histogram scores 0
+    skewed = np.array([0.5, 0.5] + [0.0] * 8)
+    assert label_tvd(half, skewed) == pytest.approx(0.0, abs=1e-12)
+    assert label_tvd(single, skewed) == pytest.approx(1.0)
+
+
+def test_max_pool2_equals_max_pool2d_and_shifts_keep_content() -> None:
+    x = torch.randn(5, 3, 8, 12, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(max_pool2(x), torch.nn.functional.max_pool2d(x, 2))
+    shifted = random_shift(x, 2, torch.Generator().manual_seed(1))
+    assert shifted.shape == x.shape and not torch.equal(shifted, x)
+    # a shift moves pixels without changing them: every value is an input pixel or the fill
+    for i in range(5):
+        values = set(shifted[i].flatten().tolist()) - {-1.0}
+        assert values <= set(x[i].flatten().tolist())
+    assert torch.equal(random_shift(x, 0, torch.Generator()), x)
 
 
 @pytest.mark.parametrize("size", [8, 28, 32, 64])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_lenet_serves_all_sizes(size: int, channels: int) -> None:
-    model = LeNet(channels, 10)
+@pytest.mark.parametrize("arch", [LeNet, ReferenceCNN])
+def test_classifiers_serve_all_sizes(size: int, channels: int, arch: type) -> None:
+    model = arch(channels, 10)
     x = torch.zeros(2, channels, size, size)
     assert model.features(x).shape == (2, model.feature_dim)
     assert model(x).shape == (2, 10)
 
 
-def test_classifier_reaches_97_percent_on_mnist5k() -> None:
+def test_reference_cnn_has_the_reference_architecture() -> None:
+    model = ReferenceCNN(1, 10)
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    assert shapes == [(10, 1, 5, 5), (10,), (20, 10, 5, 5), (20,), (50, 320), (50,), (10, 50),
+                      (10,)]
+    assert model.feature_dim == 10  # the FID features are the 10 class logits
+
+
+def test_reference_cnn_reaches_98_percent_on_mnist5k() -> None:
     data = load_image_dataset("mnist5k")
-    model, accuracy = train_classifier(data, ClassifierSettings())
-    assert accuracy >= 0.97
+    model, accuracy = train_classifier(data, DEFAULT_SETTINGS["reference"], arch="reference")
+    assert accuracy >= 0.98
     assert not model.training
 
 
@@ -155,45 +188,79 @@ def test_classifier_cache_loads_without_training(
         load_or_train_classifier(digits, ClassifierSettings(epochs=8, seed=1), tmp_path)
 
 
-def test_real_statistics_are_cached(
+def _reference_scorer(data: ImageData, cache: Path, n_eval: int = 500) -> FeatureScorer:
+    model, acc = load_or_train_classifier(data, DIGITS_REFERENCE, cache, arch="reference")
+    extractor = ClassifierExtractor(model, acc, "digits-reference")
+    return FeatureScorer.create(extractor, data, cache, n_eval)
+
+
+def test_reference_and_floor_sets_are_disjoint_and_fixed() -> None:
+    ref, floor = reference_split(5000, 1000)
+    assert len(ref) == 1000 and len(floor) == 1000
+    assert not set(ref.tolist()) & set(floor.tolist())
+    assert torch.equal(ref, reference_split(5000, 1000)[0])
+    ref, floor = reference_split(1797, 1000)  # digits8x8: half each, the rest for the floor
+    assert len(ref) == 898 and len(floor) == 899
+    with pytest.raises(ValueError, match="too few"):
+        reference_split(3, 1000)
+
+
+def test_floor_is_cached_and_reused(
     digits: ImageData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = LeNet(1, 10)
-    model.reset_parameters(torch.Generator().manual_seed(0))
-    mu, sigma = real_statistics(model, digits, tmp_path, key="k1")
-    assert mu.shape == (model.feature_dim,) and sigma.shape == (model.feature_dim,) * 2
-    assert len(list(tmp_path.glob("*.npz"))) == 1
+    scorer = _reference_scorer(digits, tmp_path)
+    assert set(scorer.floors) == {"fid", "tvd"}
+    assert len(list(tmp_path.glob("real-stats-*.npz"))) == 1
 
     def no_features(*args: object, **kwargs: object) -> None:
         raise AssertionError("cached statistics should have been loaded")
 
-    monkeypatch.setattr(image_module, "classifier_outputs", no_features)
-    mu2, sigma2 = real_statistics(model, digits, tmp_path, key="k1")
-    assert np.array_equal(mu, mu2) and np.array_equal(sigma, sigma2)
+    monkeypatch.setattr(image_module, "feature_statistics", no_features)
+    again = _reference_scorer(digits, tmp_path)
+    assert again.floors == scorer.floors
+    assert np.array_equal(again.reference.mu, scorer.reference.mu)
+    assert np.array_equal(again.histogram, scorer.histogram)
+    # another evaluation size is another floor set, so it must be computed
     with pytest.raises(AssertionError, match="cached statistics"):
-        real_statistics(model, digits, tmp_path, key="another-classifier")
+        _reference_scorer(digits, tmp_path, n_eval=300)
 
 
-def test_image_scorer_prefers_real_digits_over_noise(digits: ImageData, tmp_path: Path) -> None:
-    scorer = ImageScorer.create(digits, tmp_path, settings=DIGITS_SETTINGS)
-    assert scorer.classifier_accuracy >= 0.9
-    order = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))
-    real = digits.images[order[:500]]
-    noise = torch.rand(500, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    real_scores, noise_scores = scorer.score(real), scorer.score(noise)
+def test_reference_fid_real_is_near_the_floor_and_planted_bad_sets_are_far(
+    digits: ImageData, tmp_path: Path
+) -> None:
+    scorer = _reference_scorer(digits, tmp_path)
+    accuracy = scorer.extractor.accuracy
+    assert accuracy >= 0.95
+    # real images the reference set does not hold, the floor set's size
+    ref, floor = reference_split(len(digits), 500)
+    held = sorted(set(range(len(digits))) - set(ref.tolist()) - set(floor.tolist()))
+    real = digits.images[torch.tensor(held)]
+    real_scores = scorer.score(real)
     assert set(real_scores) == {"fid", "inception_score", "tvd"}
     assert real_scores["fid"] == pytest.approx(scorer.fid(real))
-    assert real_scores["fid"] * 5 < noise_scores["fid"]
-    assert real_scores["inception_score"] > 8.0
-    assert real_scores["tvd"] < 0.1
+    assert real_scores["fid"] < 3 * scorer.floors["fid"] + 1.0
+    assert real_scores["tvd"] < 0.1 and real_scores["inception_score"] > 4.0
+    noise = torch.rand(500, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    zeros = digits.images[digits.labels == 0][:150]
+    noise_scores, one_scores = scorer.score(noise), scorer.score(zeros)
+    assert noise_scores["fid"] > 20 * scorer.floors["fid"]
+    assert one_scores["fid"] > 20 * scorer.floors["fid"]
+    # one class of 10 balanced classes: TVD = 1 - p_real(0), about 0.9
+    assert scorer.histogram is not None
+    assert one_scores["tvd"] == pytest.approx(1 - scorer.histogram[0], abs=0.01)
+    assert one_scores["tvd"] == pytest.approx(0.9, abs=0.02)
+    assert one_scores["inception_score"] < 1.5
     with pytest.raises(ValueError, match="shape"):
         scorer.fid(torch.zeros(10, 1, 28, 28))
 
 
 def test_classifier_outputs_are_probabilities(digits: ImageData) -> None:
     model = LeNet(1, 10)
-    features, probs = classifier_outputs(model, digits.images[:30], batch_size=7)
-    assert features.shape == (30, model.feature_dim) and probs.shape == (30, 10)
+    features, probs = ClassifierExtractor(model, 0.0, "k", batch_size=7).outputs(
+        digits.images[:30]
+    )
+    assert features.shape == (30, model.feature_dim) and probs is not None
+    assert probs.shape == (30, 10)
     assert torch.allclose(probs.sum(1), torch.ones(30), atol=1e-5)
 
 
@@ -204,8 +271,40 @@ def test_inception_fid_explains_missing_weights(tmp_path: Path) -> None:
         with pytest.raises(InceptionWeightsMissingError) as info:
             InceptionFID(path)
         message = str(info.value)
+        assert "\n" not in message
         assert "inception_v3_google-0cc3c7bd.pth" in message
+        assert "inception-2015-12-05.pt" in message
         assert "https://" in message and "metrics.inception_weights" in message
+
+
+class _TinyDetector(torch.nn.Module):
+    """Stands in for stylegan2-ada's TorchScript Inception: the same call and output shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3, 2048)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x / 255.0, 1).flatten(1)
+        return self.proj(pooled)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit")
+def test_inception_fid_reads_a_torchscript_file(tmp_path: Path) -> None:
+    path = tmp_path / "inception-2015-12-05.pt"
+    torch.jit.script(_TinyDetector()).save(str(path))
+    state = tmp_path / "state.pth"
+    torch.save({"w": torch.zeros(2)}, state)
+    assert is_torchscript(path) and not is_torchscript(state)
+    fid = InceptionFID(str(path))
+    images = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    features = fid.features(images)
+    assert features.shape == (4, 2048) and torch.isfinite(features).all()
+    # the detector gets images in [0, 255]: white input (1 in [-1, 1]) pools to 1s
+    white = fid.features(torch.ones(1, 3, 8, 8))
+    with torch.no_grad():
+        expected = torch.jit.load(str(path)).proj(torch.ones(1, 3))
+    assert torch.allclose(white, expected, atol=1e-5)
 
 
 def test_inception_fid_features_with_random_weights(tmp_path: Path) -> None:

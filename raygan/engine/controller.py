@@ -17,11 +17,7 @@ from raygan.config import RunConfig
 from raygan.core.cell import CellReport
 from raygan.engine.pool import CellPool
 from raygan.engine.task import grid_of
-
-
-def primary_metric(config: RunConfig) -> str:
-    """The score (lower is better) that ranks mixtures: mode TVD on toy data, else FID."""
-    return "mode_tvd" if config.data.is_toy else "fid"
+from raygan.metrics.catalog import lower_is_better, result_key
 
 
 def eval_seed(config: RunConfig, generation: int) -> int:
@@ -47,7 +43,7 @@ class GenerationSummary:
             "seconds": self.seconds,
             "evaluated": self.evaluated,
             "best_cell": self.best_cell,
-            **{f"best/{k}": v for k, v in self.scores.items()},
+            **{result_key(k): v for k, v in self.scores.items()},
         }
 
 
@@ -112,10 +108,12 @@ class Controller:
         gen = self.generation - 1 if generation is None else generation
         seed = eval_seed(self.config, gen)
         inputs = self.route(self.pool.publish())
-        per_cell = self.pool.evaluate(inputs, self.config.metrics.samples, seed)
-        key = primary_metric(self.config)
+        per_cell = self.pool.evaluate(inputs, self.config.eval_samples, seed)
+        key = self.config.rank_by
+        sign = 1.0 if lower_is_better(key) else -1.0
         self.best_cell = min(
-            range(len(per_cell)), key=lambda i: (_nan_last(per_cell[i].get(key, math.inf)), i)
+            range(len(per_cell)),
+            key=lambda i: (_nan_last(sign * per_cell[i].get(key, math.nan)), i),
         )
         return per_cell
 

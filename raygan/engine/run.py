@@ -22,8 +22,10 @@ import yaml
 
 from raygan.config import RunConfig
 from raygan.engine.checkpoint import load_checkpoint, save_checkpoint
-from raygan.engine.controller import Controller, GenerationSummary, eval_seed, primary_metric
+from raygan.engine.controller import Controller, GenerationSummary, eval_seed
 from raygan.engine.pool import CellPool, LocalCellPool
+from raygan.engine.task import check_inputs
+from raygan.metrics.catalog import best_scores, floor_name, format_scores
 
 PoolFactory = Callable[[RunConfig], CellPool]
 CHECKPOINT = "checkpoint.pt"
@@ -64,13 +66,12 @@ class Progress:
 
             self._bar = tqdm(total=total, initial=start, unit="gen", dynamic_ncols=True)
 
-    def update(self, summary: GenerationSummary, key: str) -> None:
-        """Report one finished generation."""
+    def update(self, summary: GenerationSummary) -> None:
+        """Report one finished generation (every score of an evaluation, floors beside)."""
         if not self.enabled:
             return
-        score = summary.scores.get(key)
         text = f"best cell {summary.best_cell}" + (
-            f" {key}={score:.4g}" if score is not None else ""
+            f" {format_scores(summary.scores)}" if summary.scores else ""
         )
         if self._bar is not None:
             self._bar.set_postfix_str(text)
@@ -114,7 +115,7 @@ def write_figures(controller: Controller, out_dir: Path, tag: str = "") -> list[
     title = f"{cfg.name}: cell {best} mixture, generation {gen}"
     written = [out_dir / f"samples{tag}.png"]
     if cfg.data.is_toy:
-        samples = controller.pool.sample(best, inputs[best], cfg.metrics.samples, seed + best)
+        samples = controller.pool.sample(best, inputs[best], cfg.eval_samples, seed + best)
         data = load_dataset(cfg.data, cfg.seed)
         assert data.modes is not None
         plot_toy_samples(
@@ -135,8 +136,10 @@ def write_figures(controller: Controller, out_dir: Path, tag: str = "") -> list[
             cfg.grid.cols,
             f"{cfg.name}: each cell's generator, generation {gen}",
         )
-    key = primary_metric(cfg)
-    last = {r["cell"]: r.get("scores", {}).get(key) for r in controller.history if r.get("scores")}
+    key = cfg.rank_by
+    rows = [r for r in controller.history if r.get("scores")]
+    last = {r["cell"]: r["scores"].get(key) for r in rows}
+    floor = rows[-1]["scores"].get(floor_name(key)) if rows else None
     if len(last) == controller.pool.size and all(v is not None for v in last.values()):
         values = np.array([last[i] for i in range(controller.pool.size)], dtype=np.float64)
         written.append(out_dir / f"{key}_heatmap{tag}.png")
@@ -144,7 +147,8 @@ def write_figures(controller: Controller, out_dir: Path, tag: str = "") -> list[
             written[-1],
             values.reshape(cfg.grid.rows, cfg.grid.cols),
             key,
-            f"{cfg.name}: per-cell mixture {key}, generation {gen}",
+            f"{cfg.name}: per-cell mixture {key}, generation {gen}"
+            + (f" (real data: {floor:.3g})" if floor is not None else ""),
         )
     return written
 
@@ -182,6 +186,7 @@ def train(
             f"{out} already holds a run; resume it with `raygan resume {out}` or choose another "
             "output directory (--out)"
         )
+    check_inputs(config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     pool = pool_factory(config)
@@ -200,7 +205,8 @@ def train(
             final = {
                 **last,
                 "generations_completed": controller.generation,
-                "metric": primary_metric(config),
+                "metric": config.rank_by,
+                "summary": format_scores(best_scores(last)),
             }
             (out / "final.json").write_text(json.dumps(_jsonable(final), indent=2))
         return controller
@@ -211,7 +217,6 @@ def train(
 def _run_loop(controller: Controller, out: Path, stop_after: int | None, progress: bool) -> None:
     cfg = controller.config
     bar = Progress(cfg.training.generations, controller.generation, progress)
-    key = primary_metric(cfg)
     ran = 0
     try:
         while not controller.done and (stop_after is None or ran < stop_after):
@@ -225,7 +230,7 @@ def _run_loop(controller: Controller, out: Path, stop_after: int | None, progres
                 )
             if cfg.output.plot_every and controller.generation % cfg.output.plot_every == 0:
                 write_figures(controller, out, f"_gen{controller.generation:04d}")
-            bar.update(summary, key)
+            bar.update(summary)
         if ran and controller.generation % cfg.output.checkpoint_every != 0:
             # stopped between checkpoints: keep what ran
             save_checkpoint(

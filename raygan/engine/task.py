@@ -15,7 +15,7 @@ from raygan.config import RunConfig
 from raygan.core.cell import Cell, CellTask, resolve_device
 from raygan.core.grid import Grid
 from raygan.data import Dataset, cell_shard, load_dataset
-from raygan.metrics import MetricContext, default_metrics, evaluate, mixture_score_fn
+from raygan.metrics.registry import MetricContext, evaluate, objective_fn
 
 
 def grid_of(config: RunConfig) -> Grid:
@@ -24,9 +24,27 @@ def grid_of(config: RunConfig) -> Grid:
     return Grid(g.rows, g.cols, g.neighbourhood, g.radius)
 
 
+def check_inputs(config: RunConfig) -> None:
+    """Files the run needs that the config can only name, checked before anything trains.
+
+    Raises:
+        FileNotFoundError: one line naming the file and what to download.
+    """
+    if "fid_inception" in (*config.metric_names, config.mixture_objective):
+        from raygan.metrics.image import check_inception_weights
+
+        check_inception_weights(config.metrics.inception_weights)
+
+
 def metric_context(config: RunConfig, dataset: Dataset, device: str = "cpu") -> MetricContext:
     """Metric state for the run's data set."""
-    return MetricContext(dataset, Path(config.metrics.cache_dir).expanduser(), device)
+    return MetricContext(
+        dataset,
+        Path(config.metrics.cache_dir).expanduser(),
+        device,
+        config.eval_samples,
+        config.metrics.inception_weights,
+    )
 
 
 def build_cell(
@@ -51,10 +69,10 @@ def build_cell(
     dataset = dataset if dataset is not None else load_dataset(config.data, config.seed)
     dev = resolve_device(config.training.device) if device is None else torch.device(device)
     context = context if context is not None else metric_context(config, dataset, str(dev))
-    names = default_metrics(dataset)
+    names = config.metric_names
     task = CellTask(
         data=cell_shard(dataset, config.data, grid.size, index),
-        mixture_score=mixture_score_fn(context),
+        mixture_score=objective_fn(context, config.mixture_objective),
         evaluate=lambda samples: evaluate(context, samples, names),
     )
     return Cell(config, index, grid.neighbours(index)[1:], task, seed, dev)

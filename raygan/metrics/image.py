@@ -1,33 +1,37 @@
-"""Image-quality metrics: FID, inception score and label balance.
+"""Image-quality metrics: FID, inception score and class-histogram TVD, with real-data floors.
 
-For digit data the features come from a small cached :class:`LeNet` (no download needed).
-For natural images :class:`InceptionFID` uses Inception-v3 pool3 features from a weights file
-that the user downloads once.
+A :class:`FeatureScorer` compares generated images with a fixed real reference set through a
+feature extractor: a classifier trained by us (the reference protocol's CNN, whose class
+logits are the features, or the 128-d LeNet) or Inception-v3 from a weights file. The
+reference set's statistics and the *floor* (the same scores of another real set of the
+evaluation's size against the reference) are computed once per data set and cached.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import warnings
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from raygan.data.images import ImageData
-from raygan.metrics.classifier import (
-    ClassifierSettings,
-    LeNet,
-    atomic_write,
-    classifier_cache_key,
-    data_fingerprint,
-    load_or_train_classifier,
-)
+from raygan.metrics.catalog import INCEPTION_HELP
+from raygan.metrics.classifier import Classifier, atomic_write, data_fingerprint
 
-STATS_VERSION = "stats-v1"
-INCEPTION_WEIGHTS_KEY = "metrics.inception_weights"
+STATS_VERSION = "stats-v2"
+REFERENCE_SAMPLES = 1000
+"""Real images in the reference set (the reference protocol compares 1,000 with 1,000)."""
+REFERENCE_SEED = 0
+"""Seed of the permutation that picks the reference and floor sets (fixed, so every run of a
+data set is compared with the same real images)."""
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -62,9 +66,8 @@ def frechet_distance(
 
     The trace of `sqrtm(sigma1 @ sigma2)` is the sum of the square roots of the eigenvalues of
     the symmetric matrix `sqrt(sigma1) @ sigma2 @ sqrt(sigma1)`, which has the same spectrum.
-    Two symmetric eigendecompositions are much faster than scipy's general `sqrtm` (the mixture
-    ES computes an FID every generation in every cell), always real, and need no
-    singular-matrix retry.
+    Two symmetric eigendecompositions are much faster than scipy's general `sqrtm`, always
+    real, and need no singular-matrix retry.
 
     Args:
         mu1: Mean of the first feature set, shape ``(F,)``.
@@ -96,23 +99,6 @@ def frechet_distance(
     return max(0.0, float(value))
 
 
-@torch.no_grad()
-def classifier_outputs(
-    model: LeNet, images: Tensor, batch_size: int = 500
-) -> tuple[Tensor, Tensor]:
-    """Penultimate features ``(N, F)`` and class probabilities ``(N, K)`` on the CPU."""
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
-    model.eval()
-    device = next(model.parameters()).device
-    features, probs = [], []
-    for i in range(0, images.shape[0], batch_size):
-        f = model.features(images[i : i + batch_size].to(device, torch.float32))
-        features.append(f.cpu())
-        probs.append(torch.softmax(model.head(f), dim=1).cpu())
-    return torch.cat(features), torch.cat(probs)
-
-
 def inception_score(probs: Tensor, splits: int = 1) -> float:
     """Inception score exp(E_x[KL(p(y|x) || p(y))]), averaged over ``splits`` chunks."""
     if probs.ndim != 2 or probs.shape[0] < splits or splits < 1:
@@ -129,97 +115,139 @@ def inception_score(probs: Tensor, splits: int = 1) -> float:
     return float(np.mean(scores))
 
 
-def label_tvd(probs: Tensor, num_classes: int) -> float:
-    """Total variation distance between the predicted-label histogram and uniform.
-
-    0 means perfectly balanced predictions; predicting a single class gives 1 - 1/K.
-    """
-    if probs.ndim != 2 or probs.shape[0] == 0 or probs.shape[1] != num_classes:
-        raise ValueError(f"need probs of shape (N > 0, {num_classes}), got {tuple(probs.shape)}")
-    counts = torch.bincount(probs.argmax(1).cpu(), minlength=num_classes).to(torch.float64)
-    histogram = counts / counts.sum()
-    return float(0.5 * (histogram - 1.0 / num_classes).abs().sum())
+def class_histogram(probs: Tensor) -> np.ndarray:
+    """Share of samples whose predicted (arg-max) class is each class, shape ``(K,)``."""
+    if probs.ndim != 2 or probs.shape[0] == 0:
+        raise ValueError(f"need probs of shape (N > 0, K), got {tuple(probs.shape)}")
+    counts = torch.bincount(probs.argmax(1).cpu(), minlength=probs.shape[1]).to(torch.float64)
+    return (counts / counts.sum()).numpy()
 
 
-def _stats_path(cache_dir: str | Path, data: ImageData, key: str) -> Path:
-    payload = f"{data.name}|{data_fingerprint(data)}|{key}|{STATS_VERSION}"
-    digest = hashlib.sha256(payload.encode()).hexdigest()[:24]
-    return Path(cache_dir) / f"real-stats-{data.name}-{digest}.npz"
-
-
-def real_statistics(
-    model: LeNet, data: ImageData, cache_dir: str | Path, key: str
-) -> RealStatistics:
-    """Feature statistics of all of ``data``, cached as ``.npz`` in ``cache_dir``.
+def label_tvd(probs: Tensor, reference: np.ndarray) -> float:
+    """TVD ``1/2 sum |p_ref - p_gen|`` between predicted-class histograms.
 
     Args:
-        model: The feature extractor.
-        data: Real images.
-        cache_dir: Cache directory; created when missing.
-        key: Identifies ``model`` (e.g. :func:`classifier_cache_key`), so that statistics of
-            a different classifier are never reused.
+        probs: Class probabilities of the generated samples, ``(N, K)``.
+        reference: The real data's predicted-class histogram, ``(K,)``.
 
-    Returns:
-        ``(mu, sigma)`` as a :class:`RealStatistics`.
+    With a uniform reference over K classes, samples of one class give ``1 - 1/K``.
     """
-    path = _stats_path(cache_dir, data, key)
-    if path.is_file():
-        try:
-            with np.load(path) as saved:
-                return RealStatistics(saved["mu"], saved["sigma"])
-        except (OSError, KeyError, ValueError):
-            pass  # an unreadable cache entry is simply recomputed
-    features, _ = classifier_outputs(model, data.images)
-    stats = RealStatistics(*feature_statistics(features))
-    atomic_write(path, lambda h: np.savez(h, mu=stats.mu, sigma=stats.sigma), suffix=".npz")
-    return stats
+    if probs.ndim != 2 or probs.shape[1] != len(reference):
+        raise ValueError(f"need probs of shape (N, {len(reference)}), got {tuple(probs.shape)}")
+    return float(0.5 * np.abs(class_histogram(probs) - reference).sum())
+
+
+class Extractor(Protocol):
+    """Features (and class probabilities, for classifiers) of images in [-1, 1]."""
+
+    key: str  # identifies the extractor in cache keys
+
+    def outputs(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(features (N, F), class probabilities (N, K) or None)`` on the CPU."""
+        ...
 
 
 @dataclass
-class ImageScorer:
-    """FID, inception score and label balance of generated images for one data set.
-
-    Build it with :meth:`create`; the classifier and real statistics are cached on disk.
+class ClassifierExtractor:
+    """A trained classifier as extractor: its `features` and the softmax of its logits.
 
     Attributes:
-        model: The feature/label classifier.
-        reference: Real-data feature statistics.
-        classifier_accuracy: Held-out accuracy of ``model``.
-        num_classes: Number of classes of the data set.
+        model: The classifier (eval mode).
+        accuracy: Its held-out accuracy.
+        key: Its cache key (architecture, data, settings).
+        batch_size: Images per forward pass.
+    """
+
+    model: Classifier
+    accuracy: float
+    key: str
+    batch_size: int = 500
+
+    @torch.no_grad()
+    def outputs(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Features and class probabilities of ``images`` (N, C, H, W)."""
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        features, probs = [], []
+        for i in range(0, images.shape[0], self.batch_size):
+            f = self.model.features(images[i : i + self.batch_size].to(device, torch.float32))
+            features.append(f.cpu())
+            probs.append(torch.softmax(self.model.head(f), dim=1).cpu())
+        return torch.cat(features), torch.cat(probs)
+
+
+def reference_split(n: int, n_eval: int) -> tuple[Tensor, Tensor]:
+    """Indices of the real reference set and of the disjoint floor set.
+
+    The reference set has ``min(REFERENCE_SAMPLES, n // 2)`` images; the floor set as many as
+    an evaluation draws (``n_eval``), or what is left.
+    """
+    n_ref = min(REFERENCE_SAMPLES, n // 2)
+    n_floor = min(n_eval, n - n_ref)
+    if n_ref < 2 or n_floor < 2:
+        raise ValueError(f"{n} real images are too few for a reference set and a floor set")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(REFERENCE_SEED))
+    return order[:n_ref], order[n_ref : n_ref + n_floor]
+
+
+@dataclass
+class FeatureScorer:
+    """FID (and, for classifiers, TVD and IS) of generated images against real references.
+
+    Build it with :meth:`create`. Attributes:
+        extractor: The feature extractor.
+        reference: Feature statistics of the real reference set.
+        histogram: Predicted-class histogram of the reference set (None without classes).
+        floors: The scores of a real floor set against the reference (``{"fid": ...}``).
         image_shape: ``(C, H, W)`` that samples must have.
     """
 
-    model: LeNet
+    extractor: Extractor
     reference: RealStatistics
-    classifier_accuracy: float
-    num_classes: int
+    histogram: np.ndarray | None
+    floors: dict[str, float]
     image_shape: tuple[int, int, int]
 
     @classmethod
     def create(
-        cls,
-        data: ImageData,
-        cache_dir: str | Path,
-        settings: ClassifierSettings | None = None,
-        device: str = "cpu",
-    ) -> ImageScorer:
-        """Load or train the classifier for ``data`` and load or compute its real statistics.
+        cls, extractor: Extractor, data: ImageData, cache_dir: str | Path, n_eval: int
+    ) -> FeatureScorer:
+        """Load or compute the reference statistics and the floor for ``data``.
 
         Args:
-            data: Labelled real data set.
-            cache_dir: Directory caching the classifier and the real statistics.
-            settings: Classifier training settings; ``ClassifierSettings()`` when None.
-            device: Torch device for the classifier.
-
-        Returns:
-            A scorer for samples shaped like ``data``.
+            extractor: The feature extractor.
+            data: The real data set.
+            cache_dir: Directory of cached statistics; created when missing.
+            n_eval: Samples an evaluation scores (the floor set's size).
         """
-        settings = settings or ClassifierSettings()
-        model, accuracy = load_or_train_classifier(data, settings, cache_dir, device)
-        reference = real_statistics(model, data, cache_dir, classifier_cache_key(data, settings))
-        return cls(model, reference, accuracy, data.num_classes, data.shape)
+        ref_idx, floor_idx = reference_split(len(data), n_eval)
+        payload = (f"{data.name}|{data_fingerprint(data)}|{extractor.key}|{len(ref_idx)}|"
+                   f"{len(floor_idx)}|{STATS_VERSION}")
+        digest = hashlib.sha256(payload.encode()).hexdigest()[:24]
+        path = Path(cache_dir) / f"real-stats-{data.name}-{digest}.npz"
+        cached = _read_stats(path)
+        if cached is not None:
+            return cls(extractor, *cached, data.shape)
+        features, probs = extractor.outputs(data.images[ref_idx])
+        scorer = cls(
+            extractor,
+            RealStatistics(*feature_statistics(features)),
+            None if probs is None else class_histogram(probs),
+            {},
+            data.shape,
+        )
+        scorer.floors = scorer.score(data.images[floor_idx])
+        scorer.floors.pop("inception_score", None)  # a real-data value, not a floor
+        hist = np.zeros(0) if scorer.histogram is None else scorer.histogram
+        atomic_write(
+            path,
+            lambda h: np.savez(h, mu=scorer.reference.mu, sigma=scorer.reference.sigma,
+                               histogram=hist, floors=json.dumps(scorer.floors)),
+            suffix=".npz",
+        )
+        return scorer
 
-    def _outputs(self, samples: Tensor) -> tuple[Tensor, Tensor]:
+    def _outputs(self, samples: Tensor) -> tuple[Tensor, Tensor | None]:
         if samples.ndim != 4 or tuple(samples.shape[1:]) != self.image_shape:
             raise ValueError(
                 f"samples must have shape (N, {', '.join(map(str, self.image_shape))}), "
@@ -227,21 +255,36 @@ class ImageScorer:
             )
         if samples.shape[0] < 2:
             raise ValueError("FID needs at least 2 samples (a few hundred for a stable value)")
-        return classifier_outputs(self.model, samples.detach())
+        return self.extractor.outputs(samples.detach())
 
     def fid(self, samples: Tensor) -> float:
-        """FID of ``samples`` (N, C, H, W) in [-1, 1] against the real data."""
+        """FID of ``samples`` (N, C, H, W) in [-1, 1] against the reference set."""
         features, _ = self._outputs(samples)
         return frechet_distance(*feature_statistics(features), *self.reference)
 
     def score(self, samples: Tensor) -> dict[str, float]:
-        """``{"fid", "inception_score", "tvd"}`` of ``samples`` (N, C, H, W) in [-1, 1]."""
+        """``{"fid"}``, plus ``"tvd"`` and ``"inception_score"`` for classifier features."""
         features, probs = self._outputs(samples)
-        return {
-            "fid": frechet_distance(*feature_statistics(features), *self.reference),
-            "inception_score": inception_score(probs),
-            "tvd": label_tvd(probs, self.num_classes),
-        }
+        out = {"fid": frechet_distance(*feature_statistics(features), *self.reference)}
+        if probs is not None and self.histogram is not None:
+            out["tvd"] = label_tvd(probs, self.histogram)
+            out["inception_score"] = inception_score(probs)
+        return out
+
+
+def _read_stats(
+    path: Path,
+) -> tuple[RealStatistics, np.ndarray | None, dict[str, float]] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as saved:
+            hist = saved["histogram"]
+            floors = {k: float(v) for k, v in json.loads(str(saved["floors"])).items()}
+            stats = RealStatistics(saved["mu"], saved["sigma"])
+            return stats, (hist if hist.size else None), floors
+    except (OSError, KeyError, ValueError):
+        return None  # an unreadable cache entry is simply recomputed
 
 
 class InceptionWeightsMissingError(FileNotFoundError):
@@ -253,23 +296,34 @@ def inception_fid_available(weights_path: str | None) -> bool:
     return weights_path is not None and Path(weights_path).expanduser().is_file()
 
 
-def _weights_missing(weights_path: str | Path | None) -> InceptionWeightsMissingError:
-    from torchvision.models import Inception_V3_Weights
+def check_inception_weights(weights_path: str | None) -> None:
+    """Raise :class:`InceptionWeightsMissingError` (one line) unless the file exists."""
+    if not inception_fid_available(weights_path):
+        where = "no path is set" if weights_path is None else f"{weights_path} does not exist"
+        raise InceptionWeightsMissingError(
+            f"fid_inception needs Inception-v3 weights, but {where}: {INCEPTION_HELP}"
+        )
 
-    url = Inception_V3_Weights.IMAGENET1K_V1.url
-    where = "no path is configured" if weights_path is None else f"{weights_path} does not exist"
-    return InceptionWeightsMissingError(
-        f"Inception-v3 weights are needed for FID on natural images, but {where}. Download "
-        f"{url} (file {Path(url).name}) on a machine with network access and set "
-        f"{INCEPTION_WEIGHTS_KEY} to the downloaded file's path."
-    )
+
+def is_torchscript(path: str | Path) -> bool:
+    """Whether a file is a TorchScript archive (it holds code), not a pickled state dict."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/")[1:2] == ["code"] for name in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
 
 
 class InceptionFID:
-    """FID with Inception-v3 pool3 (2048-d) features for natural images.
+    """Inception-v3 pool3 (2048-d) features for natural images, from one of two weights files.
+
+    - torchvision's state dict ``inception_v3_google-0cc3c7bd.pth``;
+    - stylegan2-ada's TorchScript ``inception-2015-12-05.pt`` (the TensorFlow FID network,
+      giving values comparable with published FIDs): called as ``module(x, return_features=
+      True)`` on images in [0, 255], resized to 299 inside.
 
     Args:
-        weights_path: Path to torchvision's ``inception_v3_google-0cc3c7bd.pth``.
+        weights_path: One of the files above.
         device: Torch device to run the network on.
         batch_size: Images per forward pass.
 
@@ -280,32 +334,42 @@ class InceptionFID:
     def __init__(
         self, weights_path: str | Path | None, device: str = "cpu", batch_size: int = 50
     ) -> None:
-        from torchvision.models import inception_v3
-
-        if weights_path is None or not inception_fid_available(str(weights_path)):
-            raise _weights_missing(weights_path)
-        # transform_input=True converts ImageNet-normalised input to the scaling the Google
-        # weights were trained with, matching how torchvision uses these weights.
-        model = inception_v3(
-            weights=None, aux_logits=True, init_weights=False, transform_input=True
-        )
-        state = torch.load(Path(weights_path).expanduser(), map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-        model.fc = torch.nn.Identity()  # the forward pass then ends at the pool3 features
-        self.model = model.to(device).eval()
+        check_inception_weights(None if weights_path is None else str(weights_path))
+        path = Path(str(weights_path)).expanduser()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        self.key = f"inception-{digest}"
         self.device = device
         self.batch_size = batch_size
-        self._mean = torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
-        self._std = torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1)
+        self._forward: Callable[[Tensor], Tensor]
+        if is_torchscript(path):
+            with warnings.catch_warnings():  # TorchScript is deprecated; the file format is not
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(path), map_location=device).eval()
+            self._forward = lambda x: module((x + 1.0) * 127.5, return_features=True)
+            self._prepare: Callable[[Tensor], Tensor] = lambda x: x.clamp(-1.0, 1.0)
+        else:
+            from torchvision.models import inception_v3
 
-    def _prepare(self, images: Tensor) -> Tensor:
-        if images.shape[1] == 1:
-            images = images.repeat(1, 3, 1, 1)
+            # transform_input=True converts ImageNet-normalised input to the scaling the Google
+            # weights were trained with, matching how torchvision uses these weights.
+            model = inception_v3(
+                weights=None, aux_logits=True, init_weights=False, transform_input=True
+            )
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            model.fc = torch.nn.Identity()  # the forward pass then ends at the pool3 features
+            net = model.to(device).eval()
+            self._forward = net
+            self._prepare = self._resize_normalise
+
+    @staticmethod
+    def _resize_normalise(images: Tensor) -> Tensor:
         images = torch.nn.functional.interpolate(
             images.float(), size=(299, 299), mode="bilinear", align_corners=False, antialias=True
         )
         unit = (images.clamp(-1.0, 1.0) + 1.0) / 2.0
-        return (unit - self._mean) / self._std
+        mean = torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1)
+        return (unit - mean) / std
 
     @torch.no_grad()
     def features(self, images: Tensor) -> Tensor:
@@ -314,14 +378,12 @@ class InceptionFID:
             raise ValueError(f"images must have shape (N, 1 or 3, H, W), got {tuple(images.shape)}")
         out = []
         for i in range(0, images.shape[0], self.batch_size):
-            batch = self._prepare(images[i : i + self.batch_size].cpu())
-            out.append(self.model(batch.to(self.device)).cpu())
+            batch = images[i : i + self.batch_size].cpu().float()
+            if batch.shape[1] == 1:
+                batch = batch.repeat(1, 3, 1, 1)
+            out.append(self._forward(self._prepare(batch).to(self.device)).cpu())
         return torch.cat(out)
 
-    def statistics(self, images: Tensor) -> RealStatistics:
-        """Feature mean and covariance of ``images`` (use it once for the real data)."""
-        return RealStatistics(*feature_statistics(self.features(images)))
-
-    def fid(self, samples: Tensor, reference: RealStatistics) -> float:
-        """FID of ``samples`` against precomputed real statistics."""
-        return frechet_distance(*feature_statistics(self.features(samples)), *reference)
+    def outputs(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Pool3 features and no class probabilities (the :class:`Extractor` interface)."""
+        return self.features(images), None

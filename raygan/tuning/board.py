@@ -3,6 +3,8 @@
 Tags: `run/<score>` (the best mixture's scores), `run/seconds`, `run/best_cell`, and for cell i
 `cell_ii/<field>` (learning rates, fitness, training losses, replacements, mixture score) and
 `cell_ii/score/<name>` at evaluations. The step is the number of generations completed.
+Every score with a real-data floor (`fid` and `fid_floor`, ...) also gets one chart of both
+under TensorBoard's "custom scalars" tab, so a value is never read without its floor.
 Written with tensorboardX (a Ray Tune dependency), so no TensorFlow or tensorboard is needed.
 """
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from raygan.engine.controller import GenerationSummary
+from raygan.metrics.catalog import floor_name
 
 BOARD_DIR = "tensorboard"
 
@@ -42,6 +45,7 @@ class Board:
 
         self.logdir = Path(logdir)
         self._writer = SummaryWriter(str(self.logdir), flush_secs=30)
+        self._layout_written = False
 
     def generation(self, summary: GenerationSummary) -> None:
         """Scalars of one finished generation, for the run and for every cell."""
@@ -52,12 +56,25 @@ class Board:
             w.add_scalar("run/best_cell", summary.best_cell, step)
             for name, value in summary.scores.items():
                 w.add_scalar(f"run/{name}", value, step)
+            self._floor_layout(summary.scores)
         for report in summary.reports:
             prefix = f"cell_{report.cell:02d}"
             for name in _CELL_FIELDS:
                 w.add_scalar(f"{prefix}/{name}", float(getattr(report, name)), step)
             for name, value in report.scores.items():
                 w.add_scalar(f"{prefix}/score/{name}", value, step)
+
+    def _floor_layout(self, scores: dict[str, float]) -> None:
+        if self._layout_written:
+            return
+        charts = {
+            f"{name} vs real data": ["Multiline", [f"run/{name}", f"run/{floor_name(name)}"]]
+            for name in scores
+            if floor_name(name) in scores
+        }
+        if charts:
+            self._writer.add_custom_scalars({"real-data floor": charts})
+        self._layout_written = True
 
     def figures(self, paths: Iterable[Path], step: int) -> None:
         """PNG figures as images, tagged `figures/<file stem>`."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import sys
 from pathlib import Path
@@ -23,11 +22,13 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from raygan.config import RunConfig, SearchDomain
+from raygan.engine.task import check_inputs
+from raygan.metrics.catalog import best_scores, format_scores
 from raygan.tuning.trainable import (
     CoevolutionTrainable,
-    metric_name,
     run_config_of,
     trial_config,
+    with_absolute_paths,
 )
 
 
@@ -170,14 +171,11 @@ class ProgressCallback(Callback):
     ) -> None:
         """Report a generation."""
         gen, total = result.get("generation"), result.get("generations")
-        scores = {
-            k[5:]: v for k, v in result.items()
-            if k.startswith("best/") and isinstance(v, float) and math.isfinite(v)
-        }
+        scores = best_scores(result)
         if scores:
-            text = f"best cell {result.get('best_cell')} " + " ".join(
-                f"{k}={v:.4g}" for k, v in scores.items()
-            ) + ("" if result.get("evaluated") else " (last evaluation)")
+            text = f"best cell {result.get('best_cell')} " + format_scores(scores) + (
+                "" if result.get("evaluated") else " (last evaluation)"
+            )
         else:
             text = "not evaluated yet"
         print(
@@ -238,8 +236,8 @@ def build_tuner(
         verbose=0,
     )
     tune_config = tune.TuneConfig(
-        metric=metric_name(config),
-        mode=t.mode,
+        metric=config.tune_metric,
+        mode=config.tune_mode,
         scheduler=make_scheduler(config) if sweep else FIFOScheduler(),
         num_samples=t.num_samples if sweep else 1,
         max_concurrent_trials=t.max_concurrent_trials,
@@ -276,6 +274,7 @@ def run_experiment(
             f"{path} already holds an experiment; continue it with `raygan resume {path}`, "
             "or choose another --name or --storage"
         )
+    check_inputs(with_absolute_paths(config, os.getcwd()))
     start_ray()
     tuner = build_tuner(
         config, sweep=sweep, storage_path=storage, name=name, quiet=quiet, callbacks=callbacks

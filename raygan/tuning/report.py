@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from raygan.metrics.catalog import BEST_PREFIX, FLOOR_SUFFIX, floor_name
 from raygan.tuning.results import TrialRecord, best_trial, load_trials, require_experiment
 
 REPORT_FILE = "report.html"
@@ -25,6 +26,14 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"
     return str(value)
+
+
+def _with_floor(trial: TrialRecord) -> str:
+    """The trial's ranking score, with the real-data floor beside it when there is one."""
+    floor = trial.last.get(floor_name(trial.metric))
+    if isinstance(floor, (int, float)) and math.isfinite(floor):
+        return f"{_fmt(trial.score)} (real data: {floor:.3g})"
+    return _fmt(trial.score)
 
 
 def trial_rows(trials: list[TrialRecord]) -> tuple[list[str], list[list[str]]]:
@@ -42,7 +51,7 @@ def trial_rows(trials: list[TrialRecord]) -> tuple[list[str], list[list[str]]]:
                 t.status,
                 str(t.failures),
                 f"{gen if gen is not None else 0}/{total}",
-                _fmt(t.score),
+                _with_floor(t),
                 _fmt(t.last.get("best_cell", "")),
                 *[_fmt(t.knobs.get(k, "")) for k in knob_keys],
             ]
@@ -98,14 +107,20 @@ def _file_img(path: Path) -> str:
 
 
 def curve_figures(trials: list[TrialRecord]) -> list[tuple[str, str]]:
-    """One figure per reported `best/...` score: every trial's curve over generations."""
+    """One figure per reported score of the best mixture: every trial's curve over generations.
+
+    A score with a real-data floor gets the floor as a dashed line in the same figure.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     frames = [(t, t.curves) for t in trials if t.curves is not None and len(t.curves)]
-    names = sorted({c for _, df in frames for c in df.columns if str(c).startswith("best/")})
+    names = sorted({
+        c for _, df in frames for c in df.columns
+        if str(c).startswith(BEST_PREFIX) and not str(c).endswith(FLOOR_SUFFIX)
+    })
     figures = []
     for name in names:
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -117,6 +132,12 @@ def curve_figures(trials: list[TrialRecord]) -> list[tuple[str, str]]:
                 rows = rows[["generation", name]].dropna()
                 rows = rows.drop_duplicates("generation", keep="last").sort_values("generation")
                 ax.plot(rows["generation"], rows[name], marker=".", label=trial.trial_id)
+        floors = [df[floor_name(name)].dropna() for _, df in frames if floor_name(name) in df]
+        floors = [f for f in floors if len(f)]
+        if floors:
+            level = float(floors[0].iloc[-1])
+            ax.axhline(level, color="k", linestyle="--", linewidth=1,
+                       label=f"real data ({level:.3g})")
         ax.set_xlabel("generation")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
@@ -157,7 +178,7 @@ def render_html(experiment: Path, trials: list[TrialRecord]) -> str:
         f"<h1>raygan experiment {html.escape(experiment.name)}</h1>",
         f"<p>{html.escape(str(experiment))}: {len(trials)} trial(s)"
         + (f", best {html.escape(best.trial_id)} ({html.escape(best.metric)} = "
-           f"{_fmt(best.score)})" if best else "")
+           f"{html.escape(_with_floor(best))})" if best else "")
         + "</p>",
         "<h2>Trials</h2>",
         _table_html(header, rows, link_first=True),

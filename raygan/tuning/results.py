@@ -16,7 +16,7 @@ import numpy as np
 
 from raygan.config import RunConfig
 from raygan.engine.run import CHECKPOINT
-from raygan.tuning.trainable import BASE_KEY, metric_name, run_config_of
+from raygan.tuning.trainable import BASE_KEY, run_config_of
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 
@@ -51,7 +51,7 @@ class TrialRecord:
     @property
     def metric(self) -> str:
         """The result key the trial is ranked by."""
-        return metric_name(self.config)
+        return self.config.tune_metric
 
     @property
     def score(self) -> float:
@@ -130,7 +130,7 @@ def best_trial(trials: list[TrialRecord]) -> TrialRecord:
         s = t.score
         if math.isnan(s):
             return math.inf
-        return s if t.config.tune.mode == "min" else -s
+        return s if t.config.tune_mode == "min" else -s
 
     return min(trials, key=key)
 

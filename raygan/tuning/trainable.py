@@ -29,10 +29,11 @@ from ray.tune import PlacementGroupFactory
 from raygan.config import RunConfig, config_from_dict
 from raygan.distributed.resources import trial_bundles
 from raygan.engine.checkpoint import load_checkpoint, save_checkpoint
-from raygan.engine.controller import Controller, GenerationSummary, primary_metric
+from raygan.engine.controller import Controller, GenerationSummary
 from raygan.engine.pool import CellPool
 from raygan.engine.run import CHECKPOINT, write_figures
 from raygan.engine.task import grid_of
+from raygan.metrics.catalog import BEST_PREFIX
 from raygan.tuning.board import BOARD_DIR, Board
 from raygan.tuning.history import HISTORY_FILE, write_history
 
@@ -76,16 +77,11 @@ def with_absolute_paths(config: RunConfig, base: str | Path) -> RunConfig:
     return config.replace(**overrides) if overrides else config
 
 
-def metric_name(config: RunConfig) -> str:
-    """The result key trials are ranked by: `tune.metric`, else the best mixture's main score."""
-    return config.tune.metric or f"best/{primary_metric(config)}"
-
-
 def latest_scores(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The `best/...` scores of the last evaluated generation (empty before the first)."""
+    """The best mixture's scores (result keys) of the last evaluation (empty before the first)."""
     for summary in reversed(summaries):
         if summary.get("evaluated"):
-            return {k: v for k, v in summary.items() if k.startswith("best/")}
+            return {k: v for k, v in summary.items() if k.startswith(BEST_PREFIX)}
     return {}
 
 
@@ -150,7 +146,7 @@ class CoevolutionTrainable(tune.Trainable):
         # schedulers need the metric in every result: the last evaluation's scores are carried
         # forward (NaN before the first); config checks make PBT/ASHA decide only on fresh ones
         scores = latest_scores(self.controller.summaries)
-        metric = metric_name(self.run_config)
+        metric = self.run_config.tune_metric
         return {
             "generation": self.controller.generation,
             "generations": self.run_config.training.generations,
