@@ -37,6 +37,7 @@ CONFIGS = ROOT / "tune_configs"
 SINGLE = [
     "grid.rows=1",
     "grid.cols=1",
+    "training.rule=lipizzaner",
     "evolution.selection=false",
     "evolution.replacement=false",
     "evolution.lr_mutation=none",
@@ -45,21 +46,22 @@ SINGLE = [
 ]
 """Overrides turning a grid config into the single-GAN baseline (1x1, fixed heuristic loss)."""
 
-NEIGHBOURHOOD = [
-    "training.adversaries=neighbourhood",
-    "evolution.selection=true",
-    "evolution.replacement=true",
-]
-"""The ALGORITHM.md rule, spelled out so a base config that turns it off cannot change what the
-grid settings measure: every step's adversary is drawn from the neighbourhood, with selection
-and elitist replacement."""
+RULES: dict[str, list[str]] = {
+    "own": ["training.rule=own", "evolution.selection=false", "evolution.replacement=false"],
+    "own_selection": [
+        "training.rule=own", "evolution.selection=true", "evolution.replacement=true",
+    ],
+    "lipizzaner": ["training.rule=lipizzaner"],
+    "lipizzaner_selection": ["training.rule=lipizzaner-selection"],
+    "fresh": ["training.rule=fresh", "training.exchange_every=1"],
+    "live": ["training.rule=live"],
+}
+"""Overrides selecting each training rule, spelled out in full (selection and replacement
+included) so a base config that sets them cannot change what a setting measures. `own` is N
+independent GANs mixed by the ES; `own_selection` adds tournaments and elitist replacement."""
 
-LIPIZZANER = [*NEIGHBOURHOOD, "losses.generator=[heuristic]"]
-"""Overrides for the fixed-loss grid (Lipizzaner-style: no loss mutation)."""
-
-OWN = ["training.adversaries=own", "evolution.selection=false", "evolution.replacement=false"]
-"""Each cell trains its own G-D pair (selection/replacement off: they would break up pairs);
-neighbours act only through the mixture."""
+OWN = RULES["own"]
+"""Each cell trains its own G-D pair; neighbours act only through the mixture."""
 
 
 def machine() -> dict[str, Any]:

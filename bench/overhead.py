@@ -11,8 +11,8 @@ Prints one JSON object on stdout (progress on stderr):
   task itself) in the object store as restart points.
 - `cell_vs_plain`: training throughput of one cell against a plain PyTorch loop training the
   same G and D (same initial weights, data, batch size, Adam settings, heuristic loss, number of
-  steps, one thread): `Cell._train` alone, and a whole 1x1 `Controller.step` (selection,
-  replacement, lr mutation and mixture off; fitness, cloning and publishing still run). The
+  steps, one thread): `Cell.begin` + `Cell.train` alone, and a whole 1x1 `Controller.step`
+  (lr mutation and mixture off; fitness and publishing still run). The
   ratio cell/plain is in steps per second; 1.0 is the limit.
 - `mixture_es`: the cost of the mixture-weights ES in `default.yaml`'s generation (local pool,
   the shipped settings): seconds per generation spent in `mixture_es_step` (both scores of
@@ -88,7 +88,7 @@ PLAIN_CELL: dict[str, Any] = {
     "losses": {"generator": ["heuristic"]},
     "evolution": {"selection": False, "replacement": False, "lr_mutation": "none"},
     "mixture": {"enabled": False},
-    "training": {"adversaries": "own"},
+    "training": {"rule": "lipizzaner"},  # centre in place; with no neighbours, a plain GAN
 }
 
 
@@ -233,7 +233,12 @@ def cell_vs_plain(base: dict[str, Any], steps: int, repeats: int) -> dict[str, A
     cell_steps: dict[str, int] = {}
 
     def run_cell_train() -> int:
-        return cell._train(cell.g, cell.d)[3]
+        # the batches alone: begin's fitness batch is a few forward passes
+        n = cell.begin(0, [])
+        cell.train(None, n)
+        steps = int(cell._state().tally.batches)
+        cell._running = None
+        return steps
 
     def run_generation() -> int:
         return int(controller.step().reports[0].steps)

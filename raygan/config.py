@@ -27,6 +27,16 @@ DatasetName = Literal[
     "ring8", "grid25", "mnist5k", "digits8x8", "mnist", "fashion_mnist", "cifar10", "celeba"
 ]
 NetworkName = Literal["mlp", "dcgan"]
+RuleName = Literal["lipizzaner", "lipizzaner-selection", "own", "fresh", "live"]
+"""Training rules (raygan.core.rules; ALGORITHM.md "Training rules")."""
+BCE_COMPATIBLE: tuple[str, ...] = ("minimax", "heuristic", "least_squares")
+RENAMED: dict[str, str] = {
+    "training.adversaries": "training.adversaries was replaced by training.rule: "
+    "'neighbourhood' is now 'lipizzaner' (centre trained in place against adversaries drawn "
+    "from the neighbourhood), 'own' stays 'own'; allowed: "
+    + ", ".join(repr(r) for r in get_args(RuleName)),
+}
+"""Keys of earlier versions, with what to write instead."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -116,6 +126,9 @@ class LossesConfig:
 
     generator: tuple[LossName, ...] = ("minimax", "heuristic", "least_squares")
     mutation: Literal["generation", "batch"] = "generation"
+    # "matching": D minimises the loss that pairs with G's (least-squares D for a least-squares
+    # G); "bce": D always minimises BCE, as the reference Mustangs does
+    discriminator: Literal["matching", "bce"] = "matching"
     gradient_penalty: float = 10.0  # wasserstein_gp only
 
     def __post_init__(self) -> None:
@@ -126,6 +139,13 @@ class LossesConfig:
             f"has duplicates: {list(self.generator)}",
         )
         _check(self.gradient_penalty >= 0, "losses.gradient_penalty", "must be >= 0")
+        odd = [name for name in self.generator if name not in BCE_COMPATIBLE]
+        _check(
+            self.discriminator != "bce" or not odd,
+            "losses.discriminator",
+            f"'bce' cannot train the critic of {', '.join(odd)}; use 'matching' or only "
+            + ", ".join(BCE_COMPATIBLE),
+        )
 
 
 @dataclass(frozen=True)
@@ -152,7 +172,9 @@ class GridConfig:
 class EvolutionConfig:
     """Selection, fitness, learning-rate mutation and replacement."""
 
-    selection: bool = True
+    # rule "own" only: tournament selection over the neighbourhood, and elitist replacement of
+    # the centre (the other rules fix whether they select: see training.rule)
+    selection: bool = False
     tournament_size: int = 2
     fitness_sample_size: int = 1000
     fitness_aggregation: Literal["average", "worst", "best"] = "average"
@@ -163,7 +185,7 @@ class EvolutionConfig:
     lr_additive_sigma: float = 1e-4  # additive (Lipizzaner) rule: sigma of the added noise
     lr_min: float = 1e-6
     lr_max: float = 1e-2
-    replacement: bool = True
+    replacement: bool = False
 
     def __post_init__(self) -> None:
         _check(self.tournament_size >= 1, "evolution.tournament_size", "must be >= 1")
@@ -210,11 +232,14 @@ class TrainingConfig:
     beta2: float = 0.999
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_batches: int | None = None  # cap on batches per generation (None = whole shard)
-    # "neighbourhood": each step's adversary is drawn from the cell and its neighbours
-    # (ALGORITHM.md step 5); "own": each cell trains its G and D against each other only, and
-    # neighbours act through selection, replacement and the mixture. Neighbours' networks are
-    # frozen for a generation, and stale adversaries destabilise small GANs (bench/README.md).
-    adversaries: Literal["neighbourhood", "own"] = "neighbourhood"
+    # who trains against whom (raygan.core.rules): "lipizzaner" (centre in place, adversaries
+    # drawn per batch from the neighbourhood), "lipizzaner-selection" (tournament-selected
+    # clones train against each other, kept only if better), "own" (each cell's own pair;
+    # evolution.selection/replacement optional), "fresh" (lipizzaner with neighbours refreshed
+    # every exchange_every batches), "live" (neighbour copies trained in the cell too)
+    rule: RuleName = "lipizzaner"
+    d_every: int = 1  # D steps on every n-th batch only (the reference MNIST configs use 2)
+    exchange_every: int | None = None  # rule "fresh": batches between neighbour refreshes
     # decay per step of the generator's weight average (0 = off); cells sample, publish for
     # mixtures and are scored on the average, which removes the jitter of the live weights
     g_ema: float = 0.0
@@ -227,6 +252,19 @@ class TrainingConfig:
         _check(0 <= self.beta1 < 1, "training.beta1", "must be in [0, 1)")
         _check(0 <= self.beta2 < 1, "training.beta2", "must be in [0, 1)")
         _check(0 <= self.g_ema < 1, "training.g_ema", f"must be in [0, 1), got {self.g_ema}")
+        _check(self.d_every >= 1, "training.d_every", f"must be >= 1, got {self.d_every}")
+        _check(
+            self.exchange_every is None or self.exchange_every >= 1,
+            "training.exchange_every",
+            f"must be >= 1 or null, got {self.exchange_every}",
+        )
+        _check(
+            (self.exchange_every is not None) == (self.rule == "fresh"),
+            "training.exchange_every",
+            "rule 'fresh' needs it (batches between neighbour refreshes)"
+            if self.rule == "fresh"
+            else f"only rule 'fresh' refreshes neighbours during a generation, not {self.rule!r}",
+        )
         _check(
             self.max_batches is None or self.max_batches >= 1,
             "training.max_batches",
@@ -494,6 +532,15 @@ class RunConfig:
             "tune.grace_period",
             f"must be a multiple of metrics.every ({every}), got {t.grace_period}",
         )
+        evo, rule = self.evolution, self.training.rule
+        for key in ("selection", "replacement"):
+            _check(
+                rule == "own" or not getattr(evo, key),
+                f"evolution.{key}",
+                f"only training.rule 'own' has this option; rule {rule!r} "
+                + ("selects by itself" if rule == "lipizzaner-selection" else "never selects")
+                + ": set it false",
+            )
         self._check_metrics()
         self._check_space()
 
@@ -676,6 +723,8 @@ def _build(cls: Any, data: Any, prefix: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
+        if full in RENAMED:
+            raise ConfigError(RENAMED[full])
         if key not in names:
             hint = difflib.get_close_matches(str(key), names, n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""

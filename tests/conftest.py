@@ -37,6 +37,16 @@ def tiny_toy_config(**overrides: object) -> RunConfig:
     return config_from_dict(base).replace(**overrides)
 
 
+RULE_OVERRIDES: dict[str, dict[str, object]] = {
+    "lipizzaner": {"training.rule": "lipizzaner", "training.d_every": 2},
+    "lipizzaner-selection": {"training.rule": "lipizzaner-selection"},
+    "own": {"training.rule": "own", "evolution.selection": True, "evolution.replacement": True},
+    "fresh": {"training.rule": "fresh", "training.exchange_every": 3},
+    "live": {"training.rule": "live"},
+}
+"""Every training rule, with the options that make it do all it can (tests run each)."""
+
+
 @pytest.fixture
 def tiny_config() -> RunConfig:
     """See `tiny_toy_config`."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import assert_same_state, tiny_toy_config
+from conftest import RULE_OVERRIDES, assert_same_state, tiny_toy_config
 
 from raygan.config import ConfigError, ResourcesConfig, RunConfig
 from raygan.distributed import (
@@ -34,8 +34,10 @@ ray = pytest.importorskip("ray")
 
 # half a CPU per cell: the 2x2 grid fits in 2 of the 4 logical CPUs, leaving room for restarts;
 # generators keep a weight average, so snapshots carry it through the object store too
+# own pairs with selection and elitist replacement, so a broken centre can be replaced
 POOL_CONFIG: RunConfig = tiny_toy_config(
-    **{"resources.cpus_per_cell": 0.5, "training.g_ema": 0.9}
+    **{"resources.cpus_per_cell": 0.5, "training.g_ema": 0.9, "training.rule": "own",
+       "evolution.selection": True, "evolution.replacement": True}
 )
 
 
@@ -148,6 +150,63 @@ def test_ray_matches_local(pool: Any, reference: tuple[list[Any], list[Any]]) ->
     assert isinstance(samples, torch.Tensor) and samples.shape == (50, 2)
     centre = pool.sample(0, controller.route(handles)[0], 50, seed=5, centre_only=True)
     assert centre.shape == (50, 2) and not torch.equal(centre, samples)
+
+
+@pytest.mark.parametrize("rule", sorted(RULE_OVERRIDES))
+def test_every_rule_gives_the_same_results_on_ray(ray_session: None, rule: str) -> None:
+    from raygan.distributed import RayCellPool
+
+    # a 1x2 grid (two actors) per rule; `fresh` runs its rounds through the object store
+    config = tiny_toy_config(**{
+        **RULE_OVERRIDES[rule], "grid.cols": 2, "grid.rows": 1, "training.generations": 2,
+        "training.max_batches": 6, "resources.cpus_per_cell": 0.5, "training.g_ema": 0.9,
+    })
+    local = LocalCellPool(config)
+    expected = Controller(config, local)
+    _run(expected)
+    ray_pool = RayCellPool(config)
+    try:
+        controller = Controller(config, ray_pool)
+        _run(controller)
+        assert _without_seconds(controller.history) == _without_seconds(expected.history)
+        assert_same_state(ray_pool.state_dicts(), local.state_dicts())
+        if rule == "fresh":
+            assert all(row["exchanges"] == 1 for row in controller.history)
+    finally:
+        ray_pool.close()
+
+
+def test_fresh_rounds_survive_an_actor_killed_mid_generation(
+    ray_session: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raygan.distributed import RayCellPool
+
+    config = tiny_toy_config(**{
+        **RULE_OVERRIDES["fresh"], "grid.cols": 2, "grid.rows": 1, "training.generations": 2,
+        "training.max_batches": 6, "resources.cpus_per_cell": 0.5,
+    })
+    local = LocalCellPool(config)
+    expected = Controller(config, local)
+    _run(expected)
+    ray_pool = RayCellPool(config)
+    publish, calls = ray_pool.publish, []
+
+    def publish_then_kill() -> list[Any]:
+        handles = publish()
+        calls.append(len(calls))
+        if len(calls) == 5:  # generation 1, its first refresh: the begin tasks already ran
+            ray.kill(ray_pool.actors[1], no_restart=True)
+        return handles
+
+    monkeypatch.setattr(ray_pool, "publish", publish_then_kill)
+    try:
+        controller = Controller(config, ray_pool)
+        _run(controller)
+        assert ray_pool.restarts == 1
+        assert _without_seconds(controller.history) == _without_seconds(expected.history)
+        assert_same_state(ray_pool.state_dicts(), local.state_dicts())
+    finally:
+        ray_pool.close()
 
 
 def test_actor_killed_between_and_during_generations(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same_state, tiny_toy_config
+from conftest import RULE_OVERRIDES, assert_same_state, tiny_toy_config
 
 from raygan.cli import main
 from raygan.engine.checkpoint import load_checkpoint
@@ -59,14 +59,17 @@ def test_cells_start_different_and_runs_reproduce(tiny_config) -> None:
     )
 
 
-@pytest.mark.parametrize("g_ema", [0.0, 0.9])
-def test_resume_equals_uninterrupted(tmp_path: Path, g_ema: float) -> None:
+@pytest.mark.parametrize(
+    ("rule", "g_ema"), [("lipizzaner", 0.0), *((rule, 0.9) for rule in RULE_OVERRIDES)]
+)
+def test_resume_equals_uninterrupted(tmp_path: Path, rule: str, g_ema: float) -> None:
     cfg = tiny_toy_config(
         **{
             "training.generations": 4,
             "losses.mutation": "batch",
             "output.checkpoint_every": 1,
             "training.g_ema": g_ema,
+            **RULE_OVERRIDES[rule],
         }
     )
     train(cfg, tmp_path / "full", progress=False)
@@ -115,18 +118,11 @@ def test_selection_off_single_cell_is_plain_gan(tmp_path: Path) -> None:
     assert all(r.mixture_members == [0] and r.g_parent == 0 for r in reports)
 
 
-@pytest.mark.parametrize("adversaries", ["own", "neighbourhood"])
-def test_own_adversaries_ignore_neighbours_in_training(adversaries: str) -> None:
+@pytest.mark.parametrize("rule", ["own", "lipizzaner"])
+def test_own_pairs_ignore_neighbours_in_training(rule: str) -> None:
     # with selection, replacement and the mixture off, neighbours can only act as adversaries:
     # the trained centre must not depend on them exactly when training uses the own pair only
-    cfg = tiny_toy_config(
-        **{
-            "training.adversaries": adversaries,
-            "evolution.selection": False,
-            "evolution.replacement": False,
-            "mixture.enabled": False,
-        }
-    )
+    cfg = tiny_toy_config(**{"training.rule": rule, "mixture.enabled": False})
     centres = []
     for neighbour_seed in (1, 2):
         other = LocalCellPool(cfg.replace(seed=neighbour_seed))
@@ -134,7 +130,7 @@ def test_own_adversaries_ignore_neighbours_in_training(adversaries: str) -> None
         cell = LocalCellPool(cfg).cells[0]
         cell.run_generation(0, snapshots)
         centres.append(torch.cat([p.flatten() for p in cell.g.net.parameters()]))
-    assert torch.equal(centres[0], centres[1]) == (adversaries == "own")
+    assert torch.equal(centres[0], centres[1]) == (rule == "own")
 
 
 def test_cells_sample_and_share_the_generator_average() -> None:
@@ -177,9 +173,11 @@ def test_generator_average_update_and_checkpoint_guard() -> None:
         plain.load_state_dict(ind.state_dict())
 
 
-def test_nonfinite_centre_is_replaced_by_a_neighbour(tiny_config) -> None:
-    pool = LocalCellPool(tiny_config)
-    controller = Controller(tiny_config, pool)
+def test_nonfinite_centre_is_replaced_by_a_neighbour() -> None:
+    config = tiny_toy_config(**{"training.rule": "own", "evolution.selection": True,
+                                "evolution.replacement": True})
+    pool = LocalCellPool(config)
+    controller = Controller(config, pool)
     cell = pool.cells[0]
     with torch.no_grad():
         for p in cell.g.net.parameters():

@@ -1,9 +1,11 @@
-"""A grid cell: one centre GAN trained for one generation against its neighbourhood.
+"""A grid cell: one centre GAN, trained for a generation by its training rule.
 
-`Cell.run_generation` follows ALGORITHM.md step by step: exchange, all-vs-all fitness,
-tournament selection, lr and loss mutation, training against randomly drawn adversaries,
-elitist replacement and the mixture-weights (1+1)-ES. The cell's own slot in the adversary pools
-is its live offspring (so a 1x1 grid is ordinary GAN training); neighbours are read-only copies.
+`Cell` orchestrates and nothing else: it receives the neighbours' snapshots, measures the
+start-of-generation fitness, lets its rule (`raygan.core.rules`, chosen by `training.rule`)
+say who trains against whom, runs the batches, lets the rule pick the new centres, steps the
+mixture-weights ES and reports. A generation is `begin`, one or more `train` rounds (the
+`fresh` rule reloads the neighbours' snapshots between them) and `finish`; `run_generation`
+does all three with no exchange in between.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,12 +23,24 @@ from torch import Tensor, nn
 
 from raygan.config import RunConfig
 from raygan.core import operators as ops
-from raygan.core.individual import Individual, load_numpy, make_optimizer, module_to_numpy
-from raygan.core.losses import get_loss, gradient_penalty
+from raygan.core.individual import (
+    Individual,
+    load_numpy,
+    load_optimizer_numpy,
+    make_optimizer,
+    module_to_numpy,
+    optimizer_to_numpy,
+)
+from raygan.core.losses import get_loss
 from raygan.core.networks import build_networks
+from raygan.core.report import CellReport
+from raygan.core.rules import get_rule
+from raygan.core.rules.base import FitnessBatch, Generation, Pairing, Tally, record_of
+from raygan.core.rules.base import train_batches as run_batches
 
 Snapshot = dict[str, Any]
-"""What a cell publishes: {"cell", "g", "d" (numpy weights), "g_lr", "d_lr", "g_loss"}."""
+"""What a cell publishes: {"cell", "g", "d", "g_ema" (numpy weights), "g_lr", "d_lr", "g_loss",
+and "g_opt", "d_opt" (numpy Adam states) for rules that train neighbours' copies}."""
 
 
 @dataclass
@@ -36,7 +49,7 @@ class CellTask:
 
     Attributes:
         data: the cell's shard, shape (N, *sample_shape), on the CPU.
-        mixture_score: samples -> score minimised by the mixture ES (FID, mode TVD).
+        mixture_score: samples -> score minimised by the mixture ES (`mixture.objective`).
         evaluate: samples -> named metrics for reports.
     """
 
@@ -46,42 +59,15 @@ class CellTask:
 
 
 @dataclass
-class CellReport:
-    """What one cell did in one generation (one row of the population history)."""
+class _Running:
+    """A generation between `begin` and `finish`."""
 
-    generation: int
-    cell: int
-    g_lr: float
-    d_lr: float
-    g_loss: str
-    g_loss_counts: dict[str, int]
-    g_fitness: float
-    d_fitness: float
-    g_replaced: bool
-    d_replaced: bool
-    g_parent: int
-    d_parent: int
-    g_lr_mutated: bool
-    d_lr_mutated: bool
-    mixture_members: list[int]
-    mixture_weights: list[float]
-    mixture_score: float
-    mixture_accepted: bool
-    train_g_loss: float
-    train_d_loss: float
-    steps: int
-    nonfinite: bool
-    seconds: float
-    scores: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for logs and tables."""
-        # fields are scalars or flat lists/dicts: copying the containers equals asdict, 10x faster
-        row = dict(vars(self))
-        for key, value in row.items():
-            if isinstance(value, (list, dict)):
-                row[key] = value.copy()
-        return row
+    gen: Generation
+    pairing: Pairing
+    tally: Tally
+    start_time: float
+    exchanges: int = 0
+    next_batch: int = 0
 
 
 def cell_seeds(seed: int, n_cells: int) -> list[np.random.SeedSequence]:
@@ -123,6 +109,7 @@ class Cell:
         self.neighbours = list(neighbours)
         self.task = task
         self.device = torch.device(device)
+        self.rule = get_rule(config.training.rule)
         self.sample_shape = tuple(task.data.shape[1:])
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.torch_rng = torch.Generator().manual_seed(
@@ -136,7 +123,7 @@ class Cell:
         self.d = self._individual(d_net, config.training.lr_d, "")
         n_members = 1 + len(self.neighbours)
         self.mixture_weights = np.full(n_members, 1.0 / n_members)
-        # read-only networks rebuilt from neighbours' snapshots every generation
+        # read-only networks reloaded from the neighbours' snapshots at every exchange
         spare = torch.Generator().manual_seed(0)
         pairs = [self._new_pair(spare) for _ in self.neighbours]
         self._g_slots = [self._frozen(g) for g, _ in pairs]
@@ -146,6 +133,7 @@ class Cell:
         if self._keeps_average:
             self._g_samplers = [self._frozen(copy.deepcopy(g)) for g in self._g_slots]
         self._slot_meta: list[Snapshot] = [{} for _ in self.neighbours]
+        self._running: _Running | None = None
         self.generation = 0
 
     # -- construction helpers -------------------------------------------------------------
@@ -172,7 +160,7 @@ class Cell:
     # -- exchange ---------------------------------------------------------------------------
     def publish(self) -> Snapshot:
         """The centre's networks and hyperparameters, as sent to neighbours."""
-        return {
+        snap: Snapshot = {
             "cell": self.index,
             "g": module_to_numpy(self.g.net),
             "d": module_to_numpy(self.d.net),
@@ -181,6 +169,10 @@ class Cell:
             "g_loss": self.g.loss,
             "g_ema": None if self.g.ema is None else module_to_numpy(self.g.ema),
         }
+        if self.rule.needs_optimizer_state:
+            snap["g_opt"] = optimizer_to_numpy(self.g.optimizer)
+            snap["d_opt"] = optimizer_to_numpy(self.d.optimizer)
+        return snap
 
     def _receive(self, snapshots: Sequence[Snapshot]) -> None:
         if [s["cell"] for s in snapshots] != self.neighbours:
@@ -193,118 +185,9 @@ class Cell:
                 load_numpy(self._g_samplers[k], snap["g_ema"])
             self._slot_meta[k] = snap
 
-    # -- one generation ---------------------------------------------------------------------
-    def run_generation(self, generation: int, snapshots: Sequence[Snapshot]) -> CellReport:
-        """Run one generation (ALGORITHM.md steps 1-8) and return what happened.
-
-        Args:
-            generation: index of this generation (for the report).
-            snapshots: the neighbours' published centres, in `self.neighbours` order.
-        """
-        start = time.perf_counter()
-        cfg, evo = self.config, self.config.evolution
-        self._receive(snapshots)
-        members = [self.index] + self.neighbours
-        fit_loss = get_loss(evo.fitness_loss)
-
-        # 2. fitness of the sub-populations on one shared batch
-        gs = [self.g.net, *self._g_slots]
-        ds = [self.d.net, *self._d_slots]
-        real, z = self._fitness_batch()
-        g_fit, d_fit = self._fitness(gs, ds, real, z, fit_loss)
-
-        # 3. selection
-        gi = di = 0
-        if evo.selection:
-            gi, _ = ops.tournament_select(g_fit, evo.tournament_size, self.rng)
-            di, _ = ops.tournament_select(d_fit, evo.tournament_size, self.rng)
-        g_off = self._offspring(self.g, gi, "g")
-        d_off = self._offspring(self.d, di, "d")
-
-        # 4. mutation (the new rate is written into the optimizer's param groups)
-        g_mut = self._mutate_lr(g_off)
-        d_mut = self._mutate_lr(d_off)
-        if cfg.losses.mutation == "generation":
-            g_off.loss = ops.draw_loss(cfg.losses.generator, self.rng)
-
-        # 5. training over the shard
-        train_g, train_d, counts, steps, nonfinite = self._train(g_off, d_off)
-
-        # 6. elitist replacement, re-evaluated on a fresh shared batch
-        real, z = self._fitness_batch()
-        g_eval, d_eval = self._fitness(gs + [g_off.net], ds + [d_off.net], real, z, fit_loss)
-        g_off.fitness, d_off.fitness = g_eval[-1], d_eval[-1]
-        self.g, g_parent, g_replaced = self._replace(self.g, g_off, g_eval, gi, members, "g")
-        self.d, d_parent, d_replaced = self._replace(self.d, d_off, d_eval, di, members, "d")
-
-        # 7. mixture weights
-        mix_score, accepted = math.nan, False
-        if cfg.mixture.enabled:
-            gens = [self.g.sampler, *self._g_samplers]
-            z_mix = self._noise(cfg.mixture.samples)
-            self.mixture_weights, rec = ops.mixture_es_step(
-                self.mixture_weights,
-                cfg.mixture.sigma,
-                self.rng,
-                lambda w: self.task.mixture_score(self._mixture_samples(gens, w, z_mix)),
-            )
-            accepted = rec.accepted
-            mix_score = rec.new_score if accepted else rec.old_score
-
-        self.generation = generation + 1
-        return CellReport(
-            generation=generation,
-            cell=self.index,
-            g_lr=self.g.lr,
-            d_lr=self.d.lr,
-            g_loss=self.g.loss,
-            g_loss_counts=dict(counts),
-            g_fitness=self.g.fitness,
-            d_fitness=self.d.fitness,
-            g_replaced=g_replaced,
-            d_replaced=d_replaced,
-            g_parent=g_parent,
-            d_parent=d_parent,
-            g_lr_mutated=g_mut,
-            d_lr_mutated=d_mut,
-            mixture_members=members,
-            mixture_weights=[float(w) for w in self.mixture_weights],
-            mixture_score=mix_score,
-            mixture_accepted=accepted,
-            train_g_loss=train_g,
-            train_d_loss=train_d,
-            steps=steps,
-            nonfinite=nonfinite,
-            seconds=time.perf_counter() - start,
-        )
-
-    def _noise(self, n: int) -> Tensor:
-        z = torch.randn(n, self.config.networks.latent_dim, generator=self.torch_rng)
-        return z.to(self.device)
-
-    def _fitness_batch(self) -> tuple[Tensor, Tensor]:
-        data = self.task.data
-        n = min(self.config.evolution.fitness_sample_size, len(data))
-        idx = self.rng.choice(len(data), size=n, replace=False)
-        return data[torch.from_numpy(idx)].to(self.device), self._noise(n)
-
-    def _fitness(
-        self, gs: list[nn.Module], ds: list[nn.Module], real: Tensor, z: Tensor, loss: Any
-    ) -> tuple[list[float], list[float]]:
-        nets = gs + ds
-        modes = [n.training for n in nets]
-        for n in nets:
-            n.eval()
-        try:
-            return ops.all_vs_all_fitness(
-                gs, ds, real, z, loss, self.config.evolution.fitness_aggregation
-            )
-        finally:
-            for n, mode in zip(nets, modes):
-                n.train(mode)
-
-    def _offspring(self, centre: Individual, slot: int, side: str) -> Individual:
-        """Copy of the selected member; own centre keeps its optimizer state, others start fresh."""
+    def _adopt(self, slot: int, side: str) -> Individual:
+        """A trainable copy of member `slot`'s network (see `Generation.adopt`)."""
+        centre = self.g if side == "g" else self.d
         if slot == 0:
             return centre.clone(self._betas)
         src = (self._g_slots if side == "g" else self._d_slots)[slot - 1]
@@ -313,108 +196,161 @@ class Cell:
         lr = float(meta[f"{side}_lr"])
         loss = str(meta["g_loss"]) if side == "g" else ""
         ind = Individual(net, make_optimizer(net, lr, self._betas), lr, int(meta["cell"]), loss)
+        if f"{side}_opt" in meta:
+            load_optimizer_numpy(ind.optimizer, meta[f"{side}_opt"])
+            ops.set_optimizer_lr(ind.optimizer, lr)
         if side == "g" and self._keeps_average:
             ind.ema = copy.deepcopy(self._g_samplers[slot - 1])
         return ind
 
-    def _mutate_lr(self, ind: Individual) -> bool:
-        evo = self.config.evolution
-        ind.lr, record = ops.mutate_lr(
-            ind.lr,
-            self.rng,
-            rule=evo.lr_mutation,
-            probability=evo.lr_mutation_probability,
-            sigma=evo.lr_mutation_sigma,
-            additive_sigma=evo.lr_additive_sigma,
-            lr_min=evo.lr_min,
-            lr_max=evo.lr_max,
+    # -- one generation ---------------------------------------------------------------------
+    @property
+    def exchange_every(self) -> int | None:
+        """Batches between neighbour refreshes in a generation (None: once per generation)."""
+        return self.rule.exchange_every(self.config)
+
+    def run_generation(self, generation: int, snapshots: Sequence[Snapshot]) -> CellReport:
+        """A whole generation with the neighbours' snapshots of its start.
+
+        Args:
+            generation: index of this generation (for the report).
+            snapshots: the neighbours' published centres, in `self.neighbours` order.
+        """
+        self.begin(generation, snapshots)
+        self.train(None, len(self._state().gen.batches))
+        return self.finish(generation)
+
+    def begin(self, generation: int, snapshots: Sequence[Snapshot]) -> int:
+        """Receive the neighbours, measure fitness, let the rule pair the trainees.
+
+        Returns:
+            The number of batches this generation trains on.
+        """
+        start = time.perf_counter()
+        self._receive(snapshots)
+        batch = self._fitness_batch()
+        g_fit, d_fit = self._fitness(
+            [self.g.net, *self._g_slots], [self.d.net, *self._d_slots], batch
         )
-        ops.set_optimizer_lr(ind.optimizer, ind.lr)
-        return record.mutated
+        gen = Generation(
+            config=self.config,
+            members=[self.index, *self.neighbours],
+            g=self.g,
+            d=self.d,
+            g_slots=self._g_slots,
+            d_slots=self._d_slots,
+            start=batch,
+            g_fitness=g_fit,
+            d_fitness=d_fit,
+            batches=self._batches(),
+            data=self.task.data,
+            rng=self.rng,
+            noise=self._noise,
+            torch_rng=self.torch_rng,
+            adopt=self._adopt,
+            fitness=self._fitness,
+            fitness_batch=self._fitness_batch,
+        )
+        self._running = _Running(gen, self.rule.begin(gen), Tally(), start)
+        return len(gen.batches)
 
-    def _train(
-        self, g_off: Individual, d_off: Individual
-    ) -> tuple[float, float, Counter[str], int, bool]:
-        """Train the offspring over the shard; returns mean losses, loss counts, steps, NaN flag."""
-        cfg = self.config
-        data = self.task.data
-        gs, ds = [g_off.net], [d_off.net]
-        if cfg.training.adversaries == "neighbourhood":
-            gs += self._g_slots
-            ds += self._d_slots
-        for net in gs + ds:
-            net.train()
-        perm = torch.from_numpy(self.rng.permutation(len(data)))
-        batches = [
-            perm[i : i + cfg.training.batch_size]
-            for i in range(0, len(data), cfg.training.batch_size)
-        ]
+    def train(self, snapshots: Sequence[Snapshot] | None, batches: int) -> None:
+        """Train the next `batches` batches, after reloading the neighbours if given."""
+        run = self._state()
+        if snapshots is not None:
+            self._receive(snapshots)
+            run.exchanges += 1
+        stop = run.next_batch + batches
+        run_batches(run.gen, run.pairing, run.next_batch, stop, run.tally)
+        run.next_batch = min(stop, len(run.gen.batches))
+
+    def finish(self, generation: int) -> CellReport:
+        """Train what is left, let the rule pick the centres, step the mixture ES, report."""
+        run = self._state()
+        if run.next_batch < len(run.gen.batches):
+            self.train(None, len(run.gen.batches) - run.next_batch)
+        outcome = self.rule.end(run.gen, run.pairing)
+        self.g, self.d = outcome.g.individual, outcome.d.individual
+        self._running = None
+        mix_score, accepted = math.nan, False
+        if self.config.mixture.enabled:
+            gens = [self.g.sampler, *self._g_samplers]
+            z_mix = self._noise(self.config.mixture.samples)
+            self.mixture_weights, rec = ops.mixture_es_step(
+                self.mixture_weights,
+                self.config.mixture.sigma,
+                self.rng,
+                lambda w: self.task.mixture_score(self._mixture_samples(gens, w, z_mix)),
+            )
+            accepted = rec.accepted
+            mix_score = rec.new_score if accepted else rec.old_score
+        self.generation = generation + 1
+        g, d = outcome.g, outcome.d
+        return CellReport(
+            generation=generation,
+            cell=self.index,
+            rule=self.rule.name,
+            g_lr=self.g.lr,
+            d_lr=self.d.lr,
+            g_loss=self.g.loss,
+            g_fitness=self.g.fitness,
+            d_fitness=self.d.fitness,
+            g_replaced=g.replaced,
+            d_replaced=d.replaced,
+            g_discarded=g.discarded,
+            d_discarded=d.discarded,
+            g_parent=g.parent,
+            d_parent=d.parent,
+            g_lr_mutated=g.lr_mutated,
+            d_lr_mutated=d.lr_mutated,
+            mixture_members=[self.index, *self.neighbours],
+            mixture_weights=[float(w) for w in self.mixture_weights],
+            mixture_score=mix_score,
+            mixture_accepted=accepted,
+            exchanges=run.exchanges,
+            seconds=time.perf_counter() - run.start_time,
+            **record_of(run.tally),
+        )
+
+    def _state(self) -> _Running:
+        if self._running is None:
+            raise RuntimeError(f"cell {self.index}: no generation begun (call begin first)")
+        return self._running
+
+    def _batches(self) -> list[Tensor]:
+        """This generation's batches: a fresh permutation of the shard."""
+        n, size = len(self.task.data), self.config.training.batch_size
+        perm = torch.from_numpy(self.rng.permutation(n))
+        batches = [perm[i : i + size] for i in range(0, n, size)]
         batches = [b for b in batches if len(b) >= 2]  # batch norm needs two samples
-        if cfg.training.max_batches is not None:
-            batches = batches[: cfg.training.max_batches]
-        counts: Counter[str] = Counter()
-        sum_g = sum_d = 0.0
-        steps = 0
-        nonfinite = False
-        for idx in batches:
-            if cfg.losses.mutation == "batch":
-                g_off.loss = ops.draw_loss(cfg.losses.generator, self.rng)
-            loss = get_loss(g_off.loss)
-            counts[g_off.loss] += 1
-            real = data[idx].to(self.device)
-            # discriminator step against a generator drawn from the neighbourhood
-            g_adv = gs[int(self.rng.integers(len(gs)))]
-            with torch.no_grad():
-                fake = g_adv(self._noise(len(idx)))
-            d_loss = loss.discriminator(d_off.net(real), d_off.net(fake))
-            if loss.gradient_penalty:
-                gp = gradient_penalty(d_off.net, real, fake, self.torch_rng)
-                d_loss = d_loss + cfg.losses.gradient_penalty * gp
-            d_off.optimizer.zero_grad(set_to_none=True)
-            d_loss.backward()
-            d_off.optimizer.step()
-            # generator step against a discriminator drawn from the neighbourhood
-            d_adv = ds[int(self.rng.integers(len(ds)))]
-            g_loss = loss.generator(d_adv(g_off.net(self._noise(len(idx)))))
-            g_off.optimizer.zero_grad(set_to_none=True)
-            g_loss.backward()
-            g_off.optimizer.step()
-            g_off.update_ema(cfg.training.g_ema)
-            steps += 1
-            dl, gl = float(d_loss.detach()), float(g_loss.detach())
-            if not (math.isfinite(dl) and math.isfinite(gl)):
-                nonfinite = True
-                break
-            sum_g += gl
-            sum_d += dl
-        d_off.optimizer.zero_grad(set_to_none=True)
-        n = max(steps, 1)
-        return sum_g / n, sum_d / n, counts, steps, nonfinite
+        cap = self.config.training.max_batches
+        return batches if cap is None else batches[:cap]
 
-    def _replace(
-        self,
-        centre: Individual,
-        offspring: Individual,
-        fitness: list[float],
-        selected: int,
-        members: list[int],
-        side: str,
-    ) -> tuple[Individual, int, bool]:
-        """New centre after elitist replacement: (individual, parent cell, offspring entered?)."""
-        population = fitness[:-1]
-        if not self.config.evolution.replacement:
-            return offspring, members[selected], True
-        record = ops.elitist_replacement(population, fitness[-1])
-        if record.replaced is not None and record.centre == record.replaced:
-            return offspring, members[selected], True
-        replaced = record.replaced is not None
-        if record.centre == 0:
-            centre.fitness = population[0]
-            return centre, members[0], replaced
-        k = record.centre
-        winner = self._offspring(centre, k, side)  # adopt a neighbour's networks
-        winner.fitness = population[k]
-        return winner, members[k], replaced
+    def _noise(self, n: int) -> Tensor:
+        z = torch.randn(n, self.config.networks.latent_dim, generator=self.torch_rng)
+        return z.to(self.device)
+
+    def _fitness_batch(self) -> FitnessBatch:
+        data = self.task.data
+        n = min(self.config.evolution.fitness_sample_size, len(data))
+        idx = self.rng.choice(len(data), size=n, replace=False)
+        return data[torch.from_numpy(idx)].to(self.device), self._noise(n)
+
+    def _fitness(
+        self, gs: Sequence[nn.Module], ds: Sequence[nn.Module], batch: FitnessBatch
+    ) -> tuple[list[float], list[float]]:
+        nets = [*gs, *ds]
+        modes = [n.training for n in nets]
+        for n in nets:
+            n.eval()
+        evo = self.config.evolution
+        try:
+            return ops.all_vs_all_fitness(
+                list(gs), list(ds), *batch, get_loss(evo.fitness_loss), evo.fitness_aggregation
+            )
+        finally:
+            for n, mode in zip(nets, modes):
+                n.train(mode)
 
     # -- mixture ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -472,6 +408,7 @@ class Cell:
         """Restore a state from `state_dict` (the cell must have the same index and config)."""
         if int(state["index"]) != self.index:
             raise ValueError(f"state of cell {state['index']} loaded into cell {self.index}")
+        self._running = None
         self.generation = int(state["generation"])
         self.g.load_state_dict(state["g"])
         self.d.load_state_dict(state["d"])

@@ -29,6 +29,29 @@ def load_numpy(module: nn.Module, weights: Weights) -> None:
     module.load_state_dict(state)
 
 
+def optimizer_to_numpy(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """An optimizer's state dict with its tensors as numpy arrays (for snapshots)."""
+    state = optimizer.state_dict()
+    return {
+        "state": {
+            int(k): {name: v.detach().cpu().numpy().copy() if torch.is_tensor(v) else v
+                     for name, v in entry.items()}
+            for k, entry in state["state"].items()
+        },
+        "param_groups": copy.deepcopy(state["param_groups"]),
+    }
+
+
+def load_optimizer_numpy(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load `optimizer_to_numpy` output (learning rates come from `saved`'s param groups)."""
+    state = {
+        int(k): {name: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v
+                 for name, v in entry.items()}
+        for k, entry in saved["state"].items()
+    }
+    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+
+
 def make_optimizer(net: nn.Module, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
     """The Adam optimizer every individual uses."""
     return torch.optim.Adam(net.parameters(), lr=lr, betas=betas)

@@ -18,7 +18,8 @@ import torch
 from ray import ObjectRef
 
 from raygan.config import RunConfig
-from raygan.core.cell import Cell, CellReport, Snapshot, cell_seeds
+from raygan.core.cell import Cell, Snapshot, cell_seeds
+from raygan.core.report import CellReport
 from raygan.distributed.resources import memory_fraction
 from raygan.engine.task import build_cell, grid_of
 
@@ -68,6 +69,7 @@ class CellActor:
         seed = cell_seeds(config.seed, n)[index]
         self.cell: Cell = build_cell(config, index, seed, device=self.device)
         self.index = index
+        self._finite: dict[str, bool] = {}
 
     @staticmethod
     def _pick_device(config: RunConfig) -> torch.device:
@@ -108,9 +110,29 @@ class CellActor:
             `num_returns=3`, so the state stays in the object store as a restart point and
             reaches the controller only if it asks for it.
         """
-        finite = {"g": _all_finite(self.cell.g.net), "d": _all_finite(self.cell.d.net)}
+        finite = self._centre_finite()
         report = self.cell.run_generation(generation, _resolve_snapshots(neighbour_refs))
         return report, self.cell.state_dict(), finite
+
+    def _centre_finite(self) -> dict[str, bool]:
+        return {"g": _all_finite(self.cell.g.net), "d": _all_finite(self.cell.d.net)}
+
+    def begin_generation(self, generation: int, neighbour_refs: Sequence[Any]) -> int:
+        """Start a generation run in rounds (`Cell.begin`); returns its number of batches."""
+        self._finite = self._centre_finite()
+        return self.cell.begin(generation, _resolve_snapshots(neighbour_refs))
+
+    def train_round(self, neighbour_refs: Sequence[Any] | None, batches: int) -> None:
+        """One round: reload the neighbours (unless None), train `batches` batches."""
+        snapshots = None if neighbour_refs is None else _resolve_snapshots(neighbour_refs)
+        self.cell.train(snapshots, batches)
+
+    def finish_generation(
+        self, generation: int
+    ) -> tuple[CellReport, dict[str, Any], dict[str, bool]]:
+        """End the generation; returns what `run_generation` returns."""
+        report = self.cell.finish(generation)
+        return report, self.cell.state_dict(), self._finite
 
     def evaluate(self, neighbour_refs: Sequence[Any], n: int, seed: int) -> dict[str, float]:
         """Metrics of this cell's mixture."""

@@ -24,9 +24,10 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from torch import Tensor
 
 from raygan.config import RunConfig
-from raygan.core.cell import CellReport
+from raygan.core.report import CellReport
 from raygan.distributed.actor import remote_cell_class
 from raygan.distributed.resources import actor_options, cell_bundle, describe_request
+from raygan.engine.pool import Route, round_inputs, rounds_of
 from raygan.engine.task import grid_of
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,35 @@ class RayCellPool:
 
         reports, states, finite = self._retrying(f"generation {generation}", inputs, attempt)
         # only a generation every cell finished becomes the new restart point
+        self._states = states
+        for report, was in zip(reports, finite):
+            _log_nonfinite(report, was)
+        return reports
+
+    def run_rounds(self, generation: int, every: int, route: Route) -> list[CellReport]:
+        """One generation as synchronous rounds of `every` batches, retried like a generation.
+
+        Everything is submitted at once: a cell's round r reads its neighbours' round-r
+        snapshots through the object store, which their actors publish only after their
+        round r - 1, so data flow alone keeps the rounds in step.
+        """
+
+        def attempt(_rows: list[list[Any]]) -> tuple[list[CellReport], list[Any], list[Any]]:
+            rows = route(self.publish())
+            begun = [a.begin_generation.remote(generation, rows[i])
+                     for i, a in enumerate(self.actors)]
+            batches = ray.get(begun)
+            trained = []
+            for r in range(rounds_of(batches, every)):
+                rows_r = round_inputs(r, self.size, route, self.publish)
+                trained += [a.train_round.remote(row, every) for a, row in zip(self.actors, rows_r)]
+            triples = [a.finish_generation.options(num_returns=3).remote(generation)
+                       for a in self.actors]
+            ray.get(trained)  # raises a round's error, if any
+            reports = ray.get([t[0] for t in triples])
+            return reports, [t[1] for t in triples], ray.get([t[2] for t in triples])
+
+        reports, states, finite = self._retrying(f"generation {generation}", [], attempt)
         self._states = states
         for report, was in zip(reports, finite):
             _log_nonfinite(report, was)

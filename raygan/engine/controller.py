@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from raygan.config import RunConfig
-from raygan.core.cell import CellReport
+from raygan.core.report import CellReport
+from raygan.core.rules import get_rule
 from raygan.engine.pool import CellPool
 from raygan.engine.task import grid_of
 from raygan.metrics.catalog import lower_is_better, result_key
@@ -61,6 +62,7 @@ class Controller:
         self.neighbourhoods = grid_of(config).all_neighbourhoods()
         if pool.size != len(self.neighbourhoods):
             raise ValueError(f"pool has {pool.size} cells, the grid {len(self.neighbourhoods)}")
+        self.exchange_every = get_rule(config.training.rule).exchange_every(config)
         self.generation = 0
         self.history: list[dict[str, Any]] = []  # one row per cell per generation
         self.summaries: list[dict[str, Any]] = []
@@ -79,7 +81,10 @@ class Controller:
         """Run one generation on every cell, then evaluate if one is due."""
         start = time.perf_counter()
         gen = self.generation
-        reports = self.pool.run_generation(gen, self.route(self.pool.publish()))
+        if self.exchange_every is None:
+            reports = self.pool.run_generation(gen, self.route(self.pool.publish()))
+        else:  # synchronous rounds, every cell reloading its neighbours before each
+            reports = self.pool.run_rounds(gen, self.exchange_every, self.route)
         self.generation += 1
         due = self.generation % self.config.metrics.every == 0 or self.done
         scores: dict[str, float] = {}

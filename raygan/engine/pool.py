@@ -6,16 +6,34 @@ neighbours. Locally a handle is the snapshot itself; the Ray pool uses object re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from raygan.config import RunConfig
-from raygan.core.cell import Cell, CellReport, cell_seeds, resolve_device
+from raygan.core.cell import Cell, cell_seeds, resolve_device
+from raygan.core.report import CellReport
 from raygan.data import load_dataset
 from raygan.engine.task import build_cell, grid_of, metric_context
+
+Route = Callable[[list[Any]], list[list[Any]]]
+"""Every cell's handles -> each cell's neighbours' handles (`Controller.route`)."""
+
+
+def rounds_of(batches: Sequence[int], every: int) -> int:
+    """Rounds of `every` batches that cover the longest cell's generation (at least one)."""
+    return max(1, math.ceil(max(batches, default=0) / every))
+
+
+def round_inputs(
+    r: int, size: int, route: Route, publish: Callable[[], list[Any]]
+) -> list[list[Any] | None]:
+    """Each cell's neighbour handles for round `r`: None in round 0, which trains on the
+    snapshots `begin` received, fresh ones (every centre published now) after it."""
+    return [*route(publish())] if r else [None] * size
 
 
 class CellPool(Protocol):
@@ -29,6 +47,14 @@ class CellPool(Protocol):
 
     def run_generation(self, generation: int, inputs: Sequence[Sequence[Any]]) -> list[CellReport]:
         """Run one generation in every cell; `inputs[i]` are cell i's neighbours' handles."""
+        ...
+
+    def run_rounds(self, generation: int, every: int, route: Route) -> list[CellReport]:
+        """One generation as synchronous rounds of `every` batches.
+
+        Before each round every cell publishes its centre and trains on its neighbours'
+        snapshots of that moment; `route(handles)` gives each cell's neighbours' handles.
+        """
         ...
 
     def evaluate(
@@ -82,6 +108,15 @@ class LocalCellPool:
     def run_generation(self, generation: int, inputs: Sequence[Sequence[Any]]) -> list[CellReport]:
         """Run every cell's generation in turn."""
         return [cell.run_generation(generation, inputs[i]) for i, cell in enumerate(self.cells)]
+
+    def run_rounds(self, generation: int, every: int, route: Route) -> list[CellReport]:
+        """Every round publishes all centres first, then trains every cell in turn."""
+        rows = route(self.publish())
+        batches = [cell.begin(generation, rows[i]) for i, cell in enumerate(self.cells)]
+        for r in range(rounds_of(batches, every)):
+            for cell, row in zip(self.cells, round_inputs(r, self.size, route, self.publish)):
+                cell.train(row, every)
+        return [cell.finish(generation) for cell in self.cells]
 
     def evaluate(
         self, inputs: Sequence[Sequence[Any]], n: int, seed: int

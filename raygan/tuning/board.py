@@ -30,6 +30,8 @@ _CELL_FIELDS = (
     "mixture_score",
     "g_replaced",
     "d_replaced",
+    "g_discarded",
+    "d_discarded",
 )
 
 

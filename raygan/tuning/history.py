@@ -34,8 +34,11 @@ _COLUMNS: dict[str, pa.DataType] = {
     "g_loss_counts": pa.map_(pa.string(), pa.int64()),
     "g_fitness": pa.float64(),
     "d_fitness": pa.float64(),
+    "rule": pa.string(),
     "g_replaced": pa.bool_(),
     "d_replaced": pa.bool_(),
+    "g_discarded": pa.bool_(),
+    "d_discarded": pa.bool_(),
     "g_parent": pa.int64(),
     "d_parent": pa.int64(),
     "g_lr_mutated": pa.bool_(),
@@ -46,15 +49,21 @@ _COLUMNS: dict[str, pa.DataType] = {
     "mixture_accepted": pa.bool_(),
     "train_g_loss": pa.float64(),
     "train_d_loss": pa.float64(),
+    "g_opponents": pa.map_(pa.int64(), pa.int64()),
+    "d_opponents": pa.map_(pa.int64(), pa.int64()),
     "steps": pa.int64(),
+    "g_steps": pa.int64(),
+    "d_steps": pa.int64(),
+    "exchanges": pa.int64(),
     "nonfinite": pa.bool_(),
     "seconds": pa.float64(),
 }
 
 
 def _cell(value: Any, kind: pa.DataType) -> Any:
-    if kind == pa.map_(pa.string(), pa.int64()) and isinstance(value, dict):
-        return [(str(k), int(v)) for k, v in value.items()]
+    if isinstance(kind, pa.MapType) and isinstance(value, dict):
+        key = str if kind.key_type == pa.string() else int
+        return [(key(k), int(v)) for k, v in value.items()]
     return value
 
 
