@@ -18,6 +18,11 @@ Prints one JSON object on stdout (progress on stderr):
   the shipped settings): seconds per generation spent in `mixture_es_step` (both scores of
   every cell, timed by wrapping the operator) against the generation's wall time. Generation
   0 (which may train the metric classifier) is left out.
+- `fresh_exchange`: what refreshing neighbour snapshots costs. The `fresh` rule runs a
+  generation as synchronous rounds of `training.exchange_every` batches, each round publishing
+  every cell's networks (through the object store on Ray); on 2x2 grids of both configs and both
+  pools, the wall time per generation of `lipizzaner` (one exchange per generation) against
+  `fresh` with k = 5 and k = 1, and the extra seconds per additional round.
 - `machine`: cores, load average, versions, device.
 
 Configs: `ring8` (small 64-unit networks, batches of 100) and `mnist5k_mlp`
@@ -319,7 +324,45 @@ def mixture_es_cost(generations: int) -> dict[str, Any]:
     }
 
 
-SECTIONS = ("grids", "cell_vs_plain", "mixture_es")
+def fresh_exchange(
+    bases: list[tuple[str, dict[str, Any]]], generations: int, cpus: int,
+    factories: dict[str, Callable[[RunConfig], Any]],
+) -> list[dict[str, Any]]:
+    """Per-generation wall time of `lipizzaner` vs `fresh` (k = 5, 1) on 2x2 grids, both pools.
+
+    `extra_per_round_s` is (fresh wall - lipizzaner wall) / (rounds - 1): the cost of one more
+    synchronous exchange round, since lipizzaner's generation is one round.
+    """
+    out = []
+    for name, base in bases:
+        batches = base["training"]["max_batches"]
+        for backend, factory in factories.items():
+            walls: dict[str, float] = {}
+            for rule, every in (("lipizzaner", None), ("fresh", 5), ("fresh", 1)):
+                label = rule if every is None else f"fresh_k{every}"
+                training: dict[str, Any] = {"rule": rule}
+                if every is not None:
+                    training["exchange_every"] = every
+                config = make_config(_merge(base, {"training": training}), 2, generations + 1,
+                                     cpus)
+                log(f"fresh exchange: {name} 2x2 {backend} {label}")
+                entry: dict[str, Any] = {"config": name, "grid": "2x2", "backend": backend,
+                                         "rule": label, "batches": batches,
+                                         "rounds": -(-batches // (every or batches))}
+                try:
+                    entry.update(time_pool(config, backend, factory, generations))
+                    walls[label] = entry["mean_wall_s"]
+                    if every is not None and "lipizzaner" in walls and entry["rounds"] > 1:
+                        entry["extra_per_round_s"] = round(
+                            (entry["mean_wall_s"] - walls["lipizzaner"]) / (entry["rounds"] - 1),
+                            5)
+                except Exception as exc:  # a benchmark reports failures, it does not stop
+                    entry["error"] = f"{type(exc).__name__}: {exc}"
+                out.append(entry)
+    return out
+
+
+SECTIONS = ("grids", "cell_vs_plain", "mixture_es", "fresh_exchange")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         "bench": "overhead", "machine": machine(), "quick": args.quick,
         "grids": [], "cell_vs_plain": {}, "notes": notes,
     }
-    if "grids" in only:
+    if only & {"grids", "fresh_exchange"}:
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
         for name, base in bases if "grids" in only else []:
@@ -373,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception as exc:  # a benchmark reports failures, it does not stop
                         entry["error"] = f"{type(exc).__name__}: {exc}"
                     result["grids"].append(entry)
+        if "fresh_exchange" in only:
+            factories = {"local": LocalCellPool, "ray": RayCellPool}
+            result["fresh_exchange"] = fresh_exchange(bases, gens, cpus, factories)
     finally:
         ray.shutdown()
     result["ray_speedup_vs_local"] = speedups(result["grids"])
