@@ -161,6 +161,22 @@ def test_reference_cnn_reaches_98_percent_on_mnist5k() -> None:
     assert not model.training
 
 
+def test_reference_cnn_training_ignores_and_keeps_the_global_rng(digits: ImageData) -> None:
+    # Its dropout must not draw from the caller's generator: two runs seeded differently
+    # before training must get the same classifier, and the caller's stream must go on as if
+    # nothing had been trained.
+    settings = ClassifierSettings(epochs=1, lr=3e-3, shift=2)
+    weights = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model, _ = train_classifier(digits, settings, arch="reference")
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        after = torch.rand(3)
+        torch.manual_seed(seed)
+        assert torch.equal(after, torch.rand(3))
+    assert torch.equal(weights[0], weights[1])
+
+
 def test_classifier_refuses_unlabelled_data() -> None:
     data = ImageData(torch.zeros(10, 3, 8, 8), torch.full((10,), -1), "celeba", 0)
     with pytest.raises(ValueError, match="no class labels"):

@@ -26,7 +26,7 @@ from raygan.core.networks import reset_parameters
 from raygan.data.images import ImageData
 
 # Bump whenever an architecture or the training procedure changes, so stale caches are ignored.
-CLASSIFIER_VERSION = "classifier-v2"
+CLASSIFIER_VERSION = "classifier-v3"
 FEATURE_DIM = 128
 # Bytes hashed per data set: enough to tell data sets apart, cheap for 60k images.
 _FINGERPRINT_BYTES = 1 << 20
@@ -282,29 +282,35 @@ def train_classifier(
     """
     _check_labelled(data)
     train_idx, held_idx = split_indices(len(data), settings.holdout_fraction, settings.seed)
-    generator = torch.Generator().manual_seed(settings.seed)
-    model = ARCHITECTURES[arch](data.shape[0], data.num_classes)
-    model.reset_parameters(generator)
-    shift = 0 if settings.shift == 0 else max(1, round(settings.shift * data.shape[1] / 28))
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    steps_per_epoch = math.ceil(len(train_idx) / settings.batch_size)
-    # One-cycle reaches high accuracy in a handful of epochs, which keeps training cheap.
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch
-    )
-    images, labels = data.images[train_idx], data.labels[train_idx]
-    model.train()
-    for _ in range(settings.epochs):
-        order = torch.randperm(len(train_idx), generator=generator)
-        for i in range(0, len(order), settings.batch_size):
-            batch = order[i : i + settings.batch_size]
-            logits = model(random_shift(images[batch], shift, generator).to(device))
-            loss = nn.functional.cross_entropy(logits, labels[batch].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    # Construction and dropout draw from torch's global generator: fork it and seed it so the
+    # classifier (and every FID on it) does not depend on what the caller did before, and the
+    # caller's stream is left untouched.
+    cuda = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(settings.seed)
+        generator = torch.Generator().manual_seed(settings.seed)
+        model = ARCHITECTURES[arch](data.shape[0], data.num_classes)
+        model.reset_parameters(generator)
+        shift = 0 if settings.shift == 0 else max(1, round(settings.shift * data.shape[1] / 28))
+        model.to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        steps_per_epoch = math.ceil(len(train_idx) / settings.batch_size)
+        # One-cycle reaches high accuracy in a handful of epochs, which keeps training cheap.
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch
+        )
+        images, labels = data.images[train_idx], data.labels[train_idx]
+        model.train()
+        for _ in range(settings.epochs):
+            order = torch.randperm(len(train_idx), generator=generator)
+            for i in range(0, len(order), settings.batch_size):
+                batch = order[i : i + settings.batch_size]
+                logits = model(random_shift(images[batch], shift, generator).to(device))
+                loss = nn.functional.cross_entropy(logits, labels[batch].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
     held_accuracy = accuracy(model, data.images[held_idx], data.labels[held_idx])
     return model.eval(), held_accuracy
 
