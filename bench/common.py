@@ -28,8 +28,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from raygan.config import RunConfig  # noqa: E402
-from raygan.engine.controller import Controller  # noqa: E402
-from raygan.engine.pool import LocalCellPool  # noqa: E402
 
 CONFIGS = ROOT / "tune_configs"
 """The shipped configs the benches start from."""
@@ -59,10 +57,6 @@ RULES: dict[str, list[str]] = {
 """Overrides selecting each training rule, spelled out in full (selection and replacement
 included) so a base config that sets them cannot change what a setting measures. `own` is N
 independent GANs mixed by the ES; `own_selection` adds tournaments and elitist replacement."""
-
-OWN = RULES["own"]
-"""Each cell trains its own G-D pair; neighbours act only through the mixture."""
-
 
 def machine() -> dict[str, Any]:
     """Cores, load, versions and device of this machine (what the numbers were measured on)."""
@@ -95,23 +89,6 @@ def config_summary(config: RunConfig) -> dict[str, Any]:
 def log(message: str) -> None:
     """Progress on stderr, so stdout stays one JSON object."""
     print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def run_local(config: RunConfig) -> dict[str, Any]:
-    """Run a whole config in this process; return final best-mixture scores, steps and time."""
-    start = time.perf_counter()
-    controller = Controller(config, LocalCellPool(config))
-    summary = None
-    while not controller.done:
-        summary = controller.step()
-    if summary is None:  # generations >= 1 is validated by the config
-        raise RuntimeError("no generation ran")
-    return {
-        "seconds": time.perf_counter() - start,
-        "gradient_steps": int(sum(r["steps"] for r in controller.history)),
-        "best_cell": summary.best_cell,
-        **summary.scores,
-    }
 
 
 def mean_std(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
