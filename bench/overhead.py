@@ -14,7 +14,8 @@ Prints one JSON object on stdout (progress on stderr):
   steps, one thread): `Cell.begin` + `Cell.train` alone, and a whole 1x1 `Controller.step`
   (lr mutation and mixture off; fitness and publishing still run). The
   ratio cell/plain is in steps per second; 1.0 is the limit.
-- `mixture_es`: the cost of the mixture-weights ES in `default.yaml`'s generation (local pool,
+- `mixture_es`: the cost of the mixture-weights ES in `mnist5k_mustangs.yaml`'s generation (the
+  default run until 2026-12-02; local pool,
   the shipped settings): seconds per generation spent in `mixture_es_step` (both scores of
   every cell, timed by wrapping the operator) against the generation's wall time. Generation
   0 (which may train the metric classifier) is left out.
@@ -26,7 +27,7 @@ Prints one JSON object on stdout (progress on stderr):
 - `machine`: cores, load average, versions, device.
 
 Configs: `ring8` (small 64-unit networks, batches of 100) and `mnist5k_mlp`
-(default.yaml's MLP on MNIST-5k), with fewer batches per generation so a generation stays short
+(the MNIST configs' MLP on MNIST-5k), with fewer batches per generation so a generation stays short
 on 2 cores. The controller's own bookkeeping on large simulated grids is bench/controller_scale.py.
 
 Timings are wall-clock and noisy on a shared machine; the script never asserts.
@@ -61,7 +62,7 @@ from raygan.core.networks import build_networks  # noqa: E402
 from raygan.engine.controller import Controller  # noqa: E402
 from raygan.engine.pool import LocalCellPool  # noqa: E402
 
-# Small ring-of-8 settings (64-unit networks, batches of 100) and default.yaml's MNIST MLP, with
+# Small ring-of-8 settings (64-unit networks, batches of 100) and the MNIST configs' MLP, with
 # fewer batches per generation so a benchmark generation stays short on 2 cores.
 TOY: dict[str, Any] = {
     "name": "bench_ring8", "seed": 0,
@@ -278,13 +279,13 @@ def cell_vs_plain(base: dict[str, Any], steps: int, repeats: int) -> dict[str, A
 
 
 def mixture_es_cost(generations: int) -> dict[str, Any]:
-    """Seconds per generation the mixture ES takes in `default.yaml`'s run, and its share.
+    """Seconds per generation the mixture ES takes in `mnist5k_mustangs.yaml`'s run, and its share.
 
     `ops.mixture_es_step` is wrapped with a timer (the cell calls it through the module), so
     what is timed is exactly the ES: sampling both weight vectors' mixtures and scoring them.
     """
     config = load_config(
-        CONFIGS / "default.yaml",
+        CONFIGS / "mnist5k_mustangs.yaml",
         [f"training.generations={generations + 2}", "metrics.every=1000000"],
     )
     spent: list[float] = []
@@ -314,7 +315,7 @@ def mixture_es_cost(generations: int) -> dict[str, Any]:
         ops.mixture_es_step = original  # type: ignore[assignment]
     wall, cost = statistics.fmean(walls), statistics.fmean(es)
     return {
-        "config": "tune_configs/default.yaml",
+        "config": "tune_configs/mnist5k_mustangs.yaml",
         "generations_timed": generations,
         "mixture_samples": config.mixture.samples,
         "mixture_objective": "fid",
@@ -427,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = 40 if args.quick else 1_000_000  # capped at one pass over the shard
         result["cell_vs_plain"][name] = cell_vs_plain(base, steps, repeats)
     if "mixture_es" in only and images:
-        log("mixture ES cost in default.yaml's generation")
+        log("mixture ES cost in mnist5k_mustangs.yaml's generation")
         result["mixture_es"] = mixture_es_cost(2 if args.quick else 5)
     finish(result, start)
     return 0

@@ -46,7 +46,7 @@ from raygan.metrics.catalog import best_scores  # noqa: E402
 BASES = {
     "ring8": CONFIGS / "toy_ring8_mustangs.yaml",
     "grid25": CONFIGS / "toy_grid25_mustangs.yaml",
-    "mnist5k": CONFIGS / "default.yaml",
+    "mnist5k": CONFIGS / "mnist5k_mustangs.yaml",
 }
 METRICS = {
     "toy": ["modes_covered", "hq_fraction", "reverse_kl", "mode_tvd"],

@@ -23,7 +23,7 @@ def test_default_config_runs_one_generation_offline(tmp_path: Path) -> None:
         ],
     )
     assert config.data.name == "mnist5k" and (config.grid.rows, config.grid.cols) == (2, 2)
-    assert len(config.losses.generator) == 3  # Mustangs loss mutation
+    assert config.training.rule == "fresh"  # the coupled rule that beat independent GANs
     controller = train(config, tmp_path / "run", progress=False)
     assert controller.generation == 1 and len(controller.history) == 4
     assert all(r["steps"] > 0 and math.isfinite(r["mixture_score"]) for r in controller.history)
