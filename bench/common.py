@@ -58,6 +58,7 @@ RULES: dict[str, list[str]] = {
 included) so a base config that sets them cannot change what a setting measures. `own` is N
 independent GANs mixed by the ES; `own_selection` adds tournaments and elitist replacement."""
 
+
 def machine() -> dict[str, Any]:
     """Cores, load, versions and device of this machine (what the numbers were measured on)."""
     info: dict[str, Any] = {

@@ -60,7 +60,7 @@ from raygan.core import operators as ops  # noqa: E402
 from raygan.core.cell import Cell  # noqa: E402
 from raygan.core.networks import build_networks  # noqa: E402
 from raygan.engine.controller import Controller  # noqa: E402
-from raygan.engine.pool import LocalCellPool  # noqa: E402
+from raygan.engine.pool import LocalCellPool, rounds_of  # noqa: E402
 
 # Small ring-of-8 settings (64-unit networks, batches of 100) and the MNIST configs' MLP, with
 # fewer batches per generation so a benchmark generation stays short on 2 cores.
@@ -349,7 +349,7 @@ def fresh_exchange(
                 log(f"fresh exchange: {name} 2x2 {backend} {label}")
                 entry: dict[str, Any] = {"config": name, "grid": "2x2", "backend": backend,
                                          "rule": label, "batches": batches,
-                                         "rounds": -(-batches // (every or batches))}
+                                         "rounds": rounds_of([batches], every or batches)}
                 try:
                     entry.update(time_pool(config, backend, factory, generations))
                     walls[label] = entry["mean_wall_s"]
