@@ -363,8 +363,11 @@ class OutputConfig:
 
 SchedulerName = Literal["none", "pbt", "pb2", "asha"]
 
-STRUCTURAL_KNOBS: tuple[str, ...] = ("seed", "grid.rows", "grid.cols")
-"""Searchable keys that shape the population: drawn once per trial, never perturbed."""
+STRUCTURAL_KNOBS: tuple[str, ...] = (
+    "seed", "grid.rows", "grid.cols", "training.lr_g", "training.lr_d", "training.exchange_every",
+)
+"""Searchable keys that shape the population or its start: drawn once per trial, never
+perturbed (the learning rates are every individual's initial rates; lr mutation moves them)."""
 
 LIVE_KNOBS: tuple[str, ...] = (
     "evolution.lr_mutation_sigma",

@@ -42,6 +42,7 @@ from raygan.tuning.report import exploit_records  # noqa: E402
 from raygan.tuning.results import latest_checkpoint, load_trials  # noqa: E402
 from raygan.tuning.trainable import (  # noqa: E402
     CoevolutionTrainable,
+    run_config_of,
     trial_config,
     with_absolute_paths,
 )
@@ -135,6 +136,18 @@ def test_every_shipped_config_builds_its_experiment(path: Path) -> None:
     if path.stem in ("pbt_toy", "asha_mnist"):  # sized for 2 CPUs: trials of one CPU each
         bundles = CoevolutionTrainable.default_resource_request(trial_config(config)).bundles
         assert bundles == [{"CPU": 1.0}]
+
+
+def test_learning_rates_are_drawn_once_per_trial() -> None:
+    config = load_config(ROOT / "tune_configs" / "asha_mnist.yaml")
+    assert {"training.lr_g", "training.lr_d"} <= set(config.tune.space)
+    drawn = run_config_of(trial_config(config, {"training.lr_g": 3e-4, "training.lr_d": 7e-4,
+                                                "training.exchange_every": 5}))
+    assert (drawn.training.lr_g, drawn.training.lr_d, drawn.training.exchange_every) == (
+        3e-4, 7e-4, 5)
+    pbt = config_from_dict({"tune": {"scheduler": "pbt", "space": {
+        "training.lr_g": {"loguniform": [1e-4, 1e-3]}, "mixture.sigma": {"uniform": [0.01, 0.1]}}}})
+    assert "training.lr_g" not in pbt.tune.mutable()  # never perturbed in a running grid
 
 
 def test_tune_section_errors_name_the_key() -> None:

@@ -1,10 +1,11 @@
-"""Learning curves of a `rules.py` result: the best mixture's score against steps per network.
+"""Learning curves of a bench result: the best mixture's score against steps per network.
 
-One line per setting (mean over seeds, shaded between the seeds' min and max), the real-data
-floor as a dashed line where the metric has one. Reads the JSON `rules.py` printed, writes a
-PNG next to it (or to `--out`) and prints one JSON object naming it.
+One figure per table of a `coevolution.py` result (or the one table of an older `rules.py`
+result), one line per setting (mean over seeds, shaded between the seeds' min and max), the
+real-data floor as a dashed line where the metric has one. Writes `<json stem>_<table>.png`
+next to the JSON (or into `--out-dir`) and prints one JSON object naming them.
 
-    python bench/plot_rules.py bench/results/rules_mnist5k.json [--metric fid] [--out PNG]
+    python bench/plot_curves.py bench/results/coevolution.json [--metric fid] [--out-dir DIR]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def curves(setting: dict[str, Any], metric: str) -> tuple[np.ndarray, np.ndarray
 
 
 def plot(result: dict[str, Any], metric: str, out: Path) -> list[str]:
-    """Draw every setting's curve of `metric` into `out`; return the settings drawn."""
+    """Draw every setting's curve of `metric` in one table into `out`; return those drawn."""
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     drawn = []
     for name, setting in result["settings"].items():
@@ -57,7 +58,8 @@ def plot(result: dict[str, Any], metric: str, out: Path) -> list[str]:
     label = f"{metric} of the best mixture"
     if floor is not None:
         label += f" (real data: {floor:.3g})"
-        low = min(ax.get_ylim()[0], *[line.get_ydata().min() for line in ax.get_lines()])
+        lows = [np.nanmin(np.asarray(line.get_ydata(), dtype=float)) for line in ax.get_lines()]
+        low = min(ax.get_ylim()[0], *lows)
         if floor > 0.5 * low:  # a floor far below every curve would flatten them; it is named
             ax.axhline(floor, color="k", ls="--", lw=1, label="real data")
     if metric in LOG_SCALE:
@@ -75,17 +77,22 @@ def plot(result: dict[str, Any], metric: str, out: Path) -> list[str]:
 
 
 def main() -> None:
-    """Read a rules.py result and write its learning-curve PNG."""
+    """Read a bench result and write one learning-curve PNG per table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("result", type=Path, help="JSON printed by bench/rules.py")
+    p.add_argument("result", type=Path, help="JSON printed by bench/coevolution.py or rules.py")
     p.add_argument("--metric", help="score to plot (default: fid on MNIST, hq_fraction on toys)")
-    p.add_argument("--out", type=Path, help="PNG path (default: the JSON's, with .png)")
+    p.add_argument("--out-dir", type=Path, help="where the PNGs go (default: beside the JSON)")
     args = p.parse_args()
     result = json.loads(args.result.read_text())
-    metric = args.metric or DEFAULT_METRIC[result["data"]]
-    out = args.out or args.result.with_suffix(".png")
-    drawn = plot(result, metric, out)
-    emit({"bench": "plot_rules", "png": str(out), "metric": metric, "settings": drawn})
+    tables = result.get("tables") or {"": result}  # a rules.py result is one table
+    out_dir = args.out_dir or args.result.parent
+    written = {}
+    for name, table in tables.items():
+        metric = args.metric or DEFAULT_METRIC[table["data"]]
+        out = out_dir / (args.result.stem + (f"_{name}" if name else "") + ".png")
+        if plot(table, metric, out):
+            written[name or args.result.stem] = {"png": str(out), "metric": metric}
+    emit({"bench": "plot_curves", "figures": written})
 
 
 if __name__ == "__main__":

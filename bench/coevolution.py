@@ -1,0 +1,441 @@
+"""The evidence: coupled grids against independent GANs, at equal gradient steps per network.
+
+Tables (each setting x seed is one run; `SETTINGS` says what each setting is):
+
+- `mnist5k_2x2`: every setting on MNIST-5k, 2x2 grids, 2,000 steps of batch 100, seeds 0-2.
+- `mnist5k_3x3`: the three best grid settings of `mnist5k_2x2` and `own`, 3x3, seed 0.
+- `mnist5k_curve`: `single`, `own`, `lipizzaner`, `fresh` to 6,000 steps, seed 0 (the
+  learning curve: where, if anywhere, coupling overtakes).
+- `grid25_2x2`, `grid25_3x3`, `ring8_2x2`: the same on the toy mixtures (3,000 and 6,000 steps).
+- `mnist5k_wallclock`: the best `mnist5k_2x2` grid on the Ray pool (cores split between the
+  cells) against the single GAN given every core (`torch.set_num_threads`) for the same wall
+  time, seeds 0-2.
+
+Every setting starts from the data set's shipped config (`BASES`) with its networks and
+learning rates; every cell sees all the data (`data.sharding=replicate`), generations are 50
+batches, evaluations every 10 generations (500 steps). Each finished run is appended to
+`--results` (JSON lines, keyed by table, setting, seed, steps and a hash of its overrides) and
+skipped when the script runs again, so a run can be stopped and continued. Progress goes to
+stderr; stdout gets one JSON object: every table's runs and mean +- std, and the targets.
+
+    python bench/coevolution.py [--tables NAME ...] [--jobs 2] [--results PATH] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import CONFIGS, RULES, SINGLE, finish, log, machine, mean_std  # noqa: E402
+
+from raygan.config import RunConfig, load_config  # noqa: E402
+from raygan.engine.controller import Controller  # noqa: E402
+from raygan.engine.pool import LocalCellPool  # noqa: E402
+from raygan.metrics.catalog import best_scores, lower_is_better  # noqa: E402
+
+BASES = {
+    "mnist5k": CONFIGS / "default.yaml",
+    "ring8": CONFIGS / "toy_ring8_mustangs.yaml",
+    "grid25": CONFIGS / "toy_grid25_mustangs.yaml",
+}
+RANK = {"mnist5k": "fid", "ring8": "mode_tvd", "grid25": "mode_tvd"}
+METRICS = {
+    "mnist5k": ["fid", "fid_floor", "tvd", "tvd_floor", "inception_score"],
+    "toy": ["modes_covered", "hq_fraction", "reverse_kl", "mode_tvd"],
+}
+TIMES = ["seconds", "gradient_steps", "steps_per_s"]
+BATCHES = 50  # batches per generation
+EVERY = 10  # generations between evaluations
+
+FIXED = ["losses.generator=[heuristic]", "evolution.lr_mutation=none"]
+LOSS_MUTATION = ["losses.generator=[minimax,heuristic,least_squares]", "losses.mutation=generation"]
+MUSTANGS = [  # the reference code's Mustangs MNIST run (mnist5k_mustangs_reference.yaml)
+    "training.rule=lipizzaner-selection", "losses.generator=[heuristic,least_squares]",
+    "losses.mutation=batch", "losses.discriminator=bce", "training.d_every=2",
+    "evolution.tournament_size=2", "evolution.lr_mutation=additive",
+    "evolution.lr_mutation_probability=0.5", "evolution.lr_additive_sigma=0.0001",
+]
+SETTINGS: dict[str, list[str]] = {
+    "single": SINGLE,
+    "own": RULES["own"] + FIXED,
+    "lipizzaner": RULES["lipizzaner"] + FIXED,
+    "lipizzaner_selection": RULES["lipizzaner_selection"] + FIXED,
+    "mustangs": MUSTANGS,
+    "fresh": RULES["fresh"] + FIXED,
+    "fresh_mustangs": RULES["fresh"] + LOSS_MUTATION + ["evolution.lr_mutation=none"],
+    "live": RULES["live"] + FIXED,
+}
+"""Grid overrides of every setting (`single` is a 1x1 grid). `own` is N independent GANs: its
+mixture is the "mixture of N independent GANs", its best cell's own generator (`own_best` in
+the tables) the "best of N". `mustangs` runs the reference's rule and losses (selected clones,
+generator loss drawn per batch, BCE discriminator stepped every other batch, additive lr
+mutation); `fresh_mustangs` is `fresh` with the loss mutation of `mnist5k_mustangs.yaml`."""
+GRID_SETTINGS = [name for name in SETTINGS if name != "single"]
+
+
+@dataclass(frozen=True)
+class Table:
+    """Runs of some settings on one data set, grid and budget."""
+
+    data: str
+    grid: int
+    steps: int
+    seeds: int
+    settings: list[str] = field(default_factory=list)  # empty: the best of `top_of`
+    top_of: str | None = None  # the table whose three best grid settings (and `own`) run here
+    stage: int = 0  # stages run in order, each after the one before has finished (top_of's)
+
+
+def tables(quick: bool) -> dict[str, Table]:
+    """The tables of a full run, or of `--quick` (ring8 only, a few hundred steps)."""
+    if quick:
+        return {
+            "ring8_2x2": Table("ring8", 2, 100, 1, ["single", "own", "fresh"]),
+            "ring8_3x3": Table("ring8", 3, 50, 1, top_of="ring8_2x2", stage=1),
+            "ring8_wallclock": Table("ring8", 2, 50, 1, top_of="ring8_2x2", stage=2),
+        }
+    return {
+        "mnist5k_2x2": Table("mnist5k", 2, 2000, 3, list(SETTINGS)),
+        "grid25_2x2": Table("grid25", 2, 3000, 3, list(SETTINGS)),
+        "mnist5k_curve": Table("mnist5k", 2, 6000, 1, ["single", "own", "lipizzaner", "fresh"]),
+        "mnist5k_3x3": Table("mnist5k", 3, 2000, 1, top_of="mnist5k_2x2", stage=1),
+        "grid25_3x3": Table("grid25", 3, 3000, 1, top_of="grid25_2x2", stage=1),
+        # the toy least in question last (every setting reached 8/8 modes here before)
+        "ring8_2x2": Table("ring8", 2, 6000, 3, list(SETTINGS), stage=1),
+        # alone on the machine at the end: it times the Ray pool against 2 threads
+        "mnist5k_wallclock": Table("mnist5k", 2, 2000, 3, top_of="mnist5k_2x2", stage=2),
+    }
+
+
+def overrides(table: Table, setting: str, seed: int) -> list[str]:
+    """Everything a run sets on top of its base config."""
+    size = [] if setting == "single" else [f"grid.rows={table.grid}", f"grid.cols={table.grid}"]
+    # the MNIST base (default.yaml) runs `fresh`; only that rule takes exchange_every
+    rounds = [] if "training.rule=fresh" in SETTINGS[setting] else ["training.exchange_every=null"]
+    return [
+        *SETTINGS[setting], *size, *rounds, "data.sharding=replicate",
+        f"training.max_batches={BATCHES}",
+        f"training.generations={max(1, table.steps // BATCHES)}", f"metrics.every={EVERY}",
+        "resources.torch_threads=1", f"seed={seed}",
+    ]
+
+
+def run_key(name: str, setting: str, seed: int, over: list[str]) -> str:
+    """Identity of a run in the results file: a changed override is a new run."""
+    digest = hashlib.sha1(json.dumps(over).encode()).hexdigest()[:8]
+    return f"{name}/{setting}/seed{seed}/{digest}"
+
+
+def train(config: RunConfig, threads: int = 1, seconds: float | None = None) -> dict[str, Any]:
+    """Train `config` locally with `threads` torch threads; stop after its generations or, if
+    `seconds` is given, once that much wall time has passed. Returns the best mixture's final
+    scores, the best cell's own generator's (`generator_*`), the curve, steps and time."""
+    import torch
+
+    was = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _train(config, LocalCellPool(config), seconds)
+    finally:
+        torch.set_num_threads(was)
+
+
+def _train(config: RunConfig, pool: Any, seconds: float | None = None) -> dict[str, Any]:
+    controller = Controller(config, pool)
+    curve, start = [], time.perf_counter()
+    while not controller.done and (seconds is None or time.perf_counter() - start < seconds):
+        summary = controller.step()
+        if summary.evaluated:
+            steps = sum(r["steps"] for r in controller.history if r["cell"] == 0)
+            curve.append({"steps_per_network": steps, **best_scores(summary.to_dict())})
+    wall = time.perf_counter() - start
+    steps = sum(r["steps"] for r in controller.history if r["cell"] == 0)
+    if not curve or curve[-1]["steps_per_network"] != steps:  # stopped by the clock
+        mixture = controller.evaluate()[controller.best_cell]
+        curve.append({"steps_per_network": steps, **{k: float(v) for k, v in mixture.items()}})
+    gradient = int(sum(r["g_steps"] for r in controller.history))
+    return {
+        **curve[-1], **own_generators(config, controller), "seconds": wall,
+        "gradient_steps": gradient, "steps_per_s": gradient / wall,
+        "best_cell": controller.best_cell, "curve": curve,
+    }
+
+
+def own_generators(config: RunConfig, controller: Controller) -> dict[str, float]:
+    """Scores of the best cell's own generator alone (best of the N centres), `generator_*`."""
+    pool = controller.pool
+    if not isinstance(pool, LocalCellPool):
+        return {}
+    inputs = controller.route(pool.publish())
+    seed = config.seed * 7 + 3
+    scores = [pool.cells[i].task.evaluate(pool.sample(i, inputs[i], config.eval_samples, seed,
+                                                      centre_only=True)) for i in range(pool.size)]
+    key = config.rank_by
+    best = min(scores, key=lambda s: s[key] if lower_is_better(key) else -s[key])
+    return {f"generator_{k}": float(v) for k, v in best.items()}
+
+
+def _task(job: tuple[str, str, int, list[str], str]) -> tuple[str, dict[str, Any]]:
+    key, setting, seed, over, base = job
+    try:
+        result = train(load_config(base, over))
+    except Exception as exc:  # a benchmark reports failures, it does not stop
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    return key, result
+
+
+def wallclock(table: Table, setting: str, seed: int, base: str) -> dict[str, dict[str, Any]]:
+    """`setting` on the Ray pool (the cores split between its cells), then the single GAN with
+    every core for the grid's training wall time (pool start-up excluded, reported)."""
+    from raygan.distributed import RayCellPool
+
+    cpus = os.cpu_count() or 1
+    cells = table.grid * table.grid
+    share = int(cpus / cells * 1e4) / 1e4  # Ray's resource unit; all shares must fit
+    config = load_config(base, [*overrides(table, setting, seed),
+                                f"resources.cpus_per_cell={share}",
+                                "resources.placement_timeout_s=120"])
+    start = time.perf_counter()
+    pool = RayCellPool(config)
+    startup = time.perf_counter() - start
+    try:
+        grid = {**_train(config, pool), "startup_s": startup, "backend": "ray", "cores": cpus}
+    finally:
+        pool.close()
+    longer = Table(table.data, 1, table.steps * 20, 1)  # more generations than the clock allows
+    single = load_config(base, [*overrides(longer, "single", seed),
+                                f"resources.torch_threads={cpus}"])
+    alone = {**train(single, cpus, grid["seconds"]), "backend": "local", "threads": cpus}
+    return {setting: grid, "single": alone}
+
+
+def load_results(path: Path) -> dict[str, dict[str, Any]]:
+    """Finished runs in the results file, by key (the last record of a key wins)."""
+    if not path.exists():
+        return {}
+    records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return {r["key"]: r for r in records}
+
+
+def append_result(path: Path, record: dict[str, Any]) -> None:
+    """Add one finished run to the results file (one JSON line, flushed at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(record, default=float) + "\n")
+
+
+def chosen(name: str, table: Table, done: dict[str, dict[str, Any]], quick: bool) -> list[str]:
+    """A table's settings; for one built on another table, its best grid settings by the mean
+    ranking metric (three, plus `own`; one for the wall-clock table, the best coupled)."""
+    if table.settings:
+        return table.settings
+    source = tables(quick)[str(table.top_of)]
+    key = RANK[source.data]
+    sign = 1.0 if lower_is_better(key) else -1.0
+    means = {}
+    for setting in source.settings:
+        values = [r["result"][key] for r in done.values() if r["table"] == table.top_of
+                  and r["setting"] == setting and key in r["result"]]
+        if setting != "single" and len(values) == source.seeds:
+            means[setting] = sign * sum(values) / len(values)
+    ranked = sorted(means, key=lambda s: means[s])
+    if name.endswith("wallclock"):
+        return [s for s in ranked if s != "own"][:1]
+    return ranked[:3] + ([] if "own" in ranked[:3] or "own" not in ranked else ["own"])
+
+
+def cost(table: Table, setting: str) -> float:
+    """Rough relative run time, so that a pool starts the longest runs first."""
+    cells = 1 if setting == "single" else table.grid**2
+    per_step = {"mnist5k": 1.0, "ring8": 0.9, "grid25": 0.4}[table.data]
+    return table.steps * cells * per_step * (3 if setting == "live" else 1)
+
+
+def summarise(name: str, table: Table, settings: list[str],
+              done: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A table's runs by setting (seed order) with mean +- std; `own_best` from `own`'s runs."""
+    metrics = METRICS["mnist5k" if table.data == "mnist5k" else "toy"]
+    keys = metrics + [f"generator_{k}" for k in metrics] + TIMES
+    out: dict[str, Any] = {**table.__dict__, "settings": {}}
+    wall = name.endswith("wallclock")
+    for setting in settings + (["single"] if wall else []):
+        records = sorted((r for r in done.values() if r["table"] == name
+                          and r["setting"] == setting), key=lambda r: r["seed"])
+        runs = [r["result"] for r in records]
+        out["settings"][setting] = {"overrides": SETTINGS[setting], "runs": runs,
+                                    **mean_std(runs, keys)}
+        if setting == "own" and not wall:
+            best = [{k[len("generator_"):]: v for k, v in r.items() if k.startswith("generator_")}
+                    for r in runs]
+            out["settings"]["own_best"] = {"overrides": SETTINGS["own"], "runs": best,
+                                           "from": "own: the best cell's own generator alone",
+                                           **mean_std(best, metrics)}
+    return out
+
+
+def _mean(summary: dict[str, Any], table: str, setting: str, key: str) -> float | None:
+    got = summary.get(table, {}).get("settings", {}).get(setting, {}).get(key)
+    return None if got is None else float(got["mean"])
+
+
+def targets(summary: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, from whichever tables have run."""
+    out: dict[str, Any] = {}
+    for name in ("mnist5k_2x2", "mnist5k_3x3"):
+        coupled = [s for s in summary.get(name, {}).get("settings", {})
+                   if s not in ("single", "own", "own_best") and _mean(summary, name, s, "fid")]
+        if not coupled or _mean(summary, name, "own", "fid") is None:
+            continue
+        best = min(coupled, key=lambda s: _mean(summary, name, s, "fid") or 0.0)
+        fid, own = _mean(summary, name, best, "fid"), _mean(summary, name, "own", "fid")
+        single = _mean(summary, "mnist5k_2x2", "single", "fid")
+        tvd, own_tvd = _mean(summary, name, best, "tvd"), _mean(summary, name, "own", "tvd")
+        assert fid is not None and own is not None
+        entry: dict[str, Any] = {"best_coupled": best, "fid_vs_own": fid / own,
+                                 "fid_vs_own_target": 0.8, "tvd": tvd, "own_tvd": own_tvd}
+        if single:
+            entry.update(fid_vs_single=fid / single, fid_vs_single_target=0.5)
+        entry["met"] = (fid / own <= 0.8 and (not single or fid / single <= 0.5)
+                        and tvd is not None and own_tvd is not None and tvd <= own_tvd)
+        out[name] = entry
+    grid = summary.get("grid25_3x3", {}).get("settings", {})
+    for setting in [s for s in grid if s not in ("own", "own_best")]:
+        modes, hq = _mean(summary, "grid25_3x3", setting, "modes_covered"), \
+            _mean(summary, "grid25_3x3", setting, "hq_fraction")
+        out.setdefault("grid25_3x3", {})[setting] = {
+            "modes": modes, "hq_fraction": hq,
+            "met": modes == 25 and hq is not None and hq >= 0.8}
+    wall = summary.get("mnist5k_wallclock", {}).get("settings", {})
+    if len(wall) == 2:
+        grid_name = next(s for s in wall if s != "single")
+        g, s = (_mean(summary, "mnist5k_wallclock", n, "fid") for n in (grid_name, "single"))
+        if g is not None and s is not None:
+            out["mnist5k_wallclock"] = {"grid": grid_name, "fid_grid": g, "fid_single": s,
+                                        "fid_ratio": g / s, "met": g < s}
+    return out
+
+
+def _record(name: str, setting: str, seed: int, over: list[str], base: str,
+            result: dict[str, Any]) -> dict[str, Any]:
+    return {"key": run_key(name, setting, seed, [*over, base]), "table": name,
+            "setting": setting, "seed": seed, "overrides": over, "base": base,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "result": result}
+
+
+def _brief(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return result["error"]
+    keys = ["fid", "tvd", "generator_fid", "modes_covered", "hq_fraction", "seconds"]
+    return ", ".join(f"{k}={result[k]:.4g}" for k in keys if k in result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tables' missing runs, then print every table and the targets."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tables", nargs="*", help="run only these tables (default: all)")
+    p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
+    p.add_argument("--results", type=Path, help="JSON-lines file of finished runs (default: "
+                   "bench/results/coevolution.jsonl; with --quick a fresh temporary file)")
+    p.add_argument("--quick", action="store_true", help="ring8 only, a few hundred steps")
+    args = p.parse_args(argv)
+    every = tables(args.quick)
+    names = args.tables or list(every)
+    unknown = [n for n in names if n not in every]
+    if unknown:
+        p.error(f"unknown table(s) {', '.join(unknown)}; tables: {', '.join(every)}")
+    path = args.results
+    if path is None:
+        path = (Path(os.environ.get("TMPDIR", "/tmp")) / f"coevolution_quick_{os.getpid()}.jsonl"
+                if args.quick else Path(__file__).parent / "results" / "coevolution.jsonl")
+    done = load_results(path)
+    start = time.perf_counter()
+    result: dict[str, Any] = {"bench": "coevolution", "quick": args.quick, "machine": machine(),
+                              "results_file": str(path), "batches_per_generation": BATCHES,
+                              "evaluate_every_generations": EVERY, "tables": {}}
+    stages = sorted({every[n].stage for n in names})
+    for stage in [[n for n in names if every[n].stage == k and not n.endswith("wallclock")]
+                  for k in stages]:
+        jobs = []
+        for name in stage:
+            table, base = every[name], str(BASES[every[name].data])
+            for setting in chosen(name, table, done, args.quick):
+                for seed in range(table.seeds):
+                    over = overrides(table, setting, seed)
+                    if run_key(name, setting, seed, [*over, base]) not in done:
+                        jobs.append((cost(table, setting), name, setting, seed, over, base))
+        jobs.sort(key=lambda j: (stage.index(j[1]), -j[0]))  # tables in order, long runs first
+        log(f"{len(jobs)} runs to do in {', '.join(stage) or 'no table'}")
+        tasks = [(run_key(n, s, seed, [*o, b]), s, seed, o, b) for _, n, s, seed, o, b in jobs]
+        by_key = {t[0]: j for t, j in zip(tasks, jobs)}
+        if args.jobs > 1 and len(tasks) > 1:
+            context = multiprocessing.get_context("spawn")  # a clean torch in every worker
+            with context.Pool(args.jobs) as workers:
+                finished = list(_collect(workers.imap_unordered(_task, tasks), by_key, done,
+                                         path, start))
+        else:
+            finished = list(_collect(map(_task, tasks), by_key, done, path, start))
+        del finished
+    for name in [n for n in names if n.endswith("wallclock")]:
+        _wallclock_table(name, every[name], done, path, args.quick)
+    for name in names:
+        result["tables"][name] = summarise(name, every[name],
+                                           chosen(name, every[name], done, args.quick), done)
+    result["targets"] = targets(result["tables"])
+    finish(result, start)
+    return 0
+
+
+def _collect(results: Any, by_key: dict[str, Any], done: dict[str, dict[str, Any]],
+             path: Path, start: float) -> Any:
+    for i, (key, res) in enumerate(results, 1):
+        _, name, setting, seed, over, base = by_key[key]
+        done[key] = record = _record(name, setting, seed, over, base, res)
+        append_result(path, record)
+        log(f"[{i}/{len(by_key)}, {time.perf_counter() - start:.0f} s] {name} {setting} "
+            f"seed {seed}: {_brief(res)}")
+        yield key
+
+
+def _wallclock_table(name: str, table: Table, done: dict[str, dict[str, Any]], path: Path,
+                     quick: bool) -> None:
+    import ray
+
+    from raygan.distributed.pool import ensure_ray
+
+    picked = chosen(name, table, done, quick)
+    if not picked:
+        log(f"{name}: no finished {table.top_of} to pick the grid from; skipped")
+        return
+    base, started = str(BASES[table.data]), not ray.is_initialized()
+    ensure_ray(num_cpus=os.cpu_count(), log_to_driver=False)
+    try:
+        for seed in range(table.seeds):
+            over = overrides(table, picked[0], seed)
+            if all(run_key(name, s, seed, [*over, base]) in done for s in (picked[0], "single")):
+                continue
+            try:
+                runs = wallclock(table, picked[0], seed, base)
+            except Exception as exc:  # a benchmark reports failures, it does not stop
+                runs = {s: {"error": f"{type(exc).__name__}: {exc}"} for s in (picked[0], "single")}
+            for setting, res in runs.items():
+                record = _record(name, setting, seed, over, base, res)
+                done[record["key"]] = record
+                append_result(path, record)
+                log(f"{name} {setting} seed {seed}: {_brief(res)}")
+    finally:
+        if started:
+            ray.shutdown()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

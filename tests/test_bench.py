@@ -1,0 +1,77 @@
+"""bench/coevolution.py: `--quick` produces the documented JSON and continues a results file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+import coevolution  # noqa: E402
+
+
+def _run(argv: list[str]) -> dict[str, Any]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert coevolution.main(argv) == 0
+    return json.loads(out.getvalue())
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[dict, Path]:
+    path = tmp_path_factory.mktemp("bench") / "runs.jsonl"
+    return _run(["--quick", "--jobs", "1", "--results", str(path)]), path
+
+
+def test_quick_run_has_the_documented_keys(quick: tuple[dict, Path]) -> None:
+    result, path = quick
+    assert {"bench", "machine", "results_file", "tables", "targets"} <= set(result)
+    assert result["machine"]["cores"] >= 1
+    assert list(result["tables"]) == ["ring8_2x2", "ring8_3x3", "ring8_wallclock"]
+    table = result["tables"]["ring8_2x2"]
+    assert {"data", "grid", "steps", "seeds", "settings"} <= set(table)
+    assert set(table["settings"]) == {"single", "own", "own_best", "fresh"}
+    for name, setting in table["settings"].items():
+        run = setting["runs"][0]
+        assert "error" not in run, (name, run)
+        assert {"mean", "std"} == set(setting["mode_tvd"]), name
+        if name != "own_best":
+            assert run["gradient_steps"] > 0 and run["steps_per_s"] > 0
+            assert run["curve"][-1]["steps_per_network"] == 100
+    # own_best is own's best cell's own generator, scored apart from its mixture
+    own = table["settings"]["own"]["runs"][0]
+    assert table["settings"]["own_best"]["runs"][0]["mode_tvd"] == own["generator_mode_tvd"]
+    # the 3x3 table runs the 2x2 table's best grid settings (at most three) plus own
+    grid3 = result["tables"]["ring8_3x3"]["settings"]
+    assert "own" in grid3 and "single" not in grid3 and len(grid3) <= 5
+    wall = result["tables"]["ring8_wallclock"]["settings"]
+    assert set(wall) == {"fresh", "single"}
+    grid_run, single_run = wall["fresh"]["runs"][0], wall["single"]["runs"][0]
+    assert grid_run["backend"] == "ray" and single_run["threads"] >= 1
+    # the single GAN trained for (about) the grid's wall time, not for a step count
+    assert single_run["seconds"] >= grid_run["seconds"]
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 + len(grid3) - 1 + 2  # own_best is derived, not run
+
+
+def test_a_second_run_skips_every_finished_run(quick: tuple[dict, Path]) -> None:
+    result, path = quick
+    before = path.read_text()
+    again = _run(["--quick", "--jobs", "1", "--results", str(path)])
+    assert path.read_text() == before
+    assert again["tables"] == result["tables"]
+
+
+def test_unknown_table_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        coevolution.main(["--quick", "--tables", "mnist5k_9x9"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "mnist5k_9x9" in err and "ring8_2x2" in err
