@@ -36,19 +36,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CONFIGS, RULES, SINGLE, finish, log, machine, mean_std  # noqa: E402
+from common import CONFIGS, RULES, SINGLE, cpu_share, finish, log, machine, mean_std  # noqa: E402
 
 from raygan.config import RunConfig, load_config  # noqa: E402
 from raygan.engine.controller import Controller  # noqa: E402
 from raygan.engine.pool import LocalCellPool  # noqa: E402
-from raygan.metrics.catalog import best_scores, lower_is_better  # noqa: E402
+from raygan.metrics.catalog import best_scores, default_rank_by, lower_is_better  # noqa: E402
 
 BASES = {
     "mnist5k": CONFIGS / "default.yaml",
     "ring8": CONFIGS / "toy_ring8_mustangs.yaml",
     "grid25": CONFIGS / "toy_grid25_mustangs.yaml",
 }
-RANK = {"mnist5k": "fid", "ring8": "mode_tvd", "grid25": "mode_tvd"}
 METRICS = {
     "mnist5k": ["fid", "fid_floor", "tvd", "tvd_floor", "inception_score"],
     "toy": ["modes_covered", "hq_fraction", "reverse_kl", "mode_tvd"],
@@ -80,7 +79,6 @@ mixture is the "mixture of N independent GANs", its best cell's own generator (`
 the tables) the "best of N". `mustangs` runs the reference's rule and losses (selected clones,
 generator loss drawn per batch, BCE discriminator stepped every other batch, additive lr
 mutation); `fresh_mustangs` is `fresh` with the loss mutation of `mnist5k_mustangs.yaml`."""
-GRID_SETTINGS = [name for name in SETTINGS if name != "single"]
 
 
 @dataclass(frozen=True)
@@ -130,9 +128,9 @@ def overrides(table: Table, setting: str, seed: int) -> list[str]:
     ]
 
 
-def run_key(name: str, setting: str, seed: int, over: list[str]) -> str:
-    """Identity of a run in the results file: a changed override is a new run."""
-    digest = hashlib.sha1(json.dumps(over).encode()).hexdigest()[:8]
+def run_key(name: str, setting: str, seed: int, over: list[str], base: str) -> str:
+    """Identity of a run in the results file: a changed override or base is a new run."""
+    digest = hashlib.sha1(json.dumps([*over, base]).encode()).hexdigest()[:8]
     return f"{name}/{setting}/seed{seed}/{digest}"
 
 
@@ -152,14 +150,13 @@ def train(config: RunConfig, threads: int = 1, seconds: float | None = None) -> 
 
 def _train(config: RunConfig, pool: Any, seconds: float | None = None) -> dict[str, Any]:
     controller = Controller(config, pool)
-    curve, start = [], time.perf_counter()
+    curve, start, steps = [], time.perf_counter(), 0
     while not controller.done and (seconds is None or time.perf_counter() - start < seconds):
         summary = controller.step()
+        steps += summary.reports[0].steps  # cell 0's: every network makes the same number
         if summary.evaluated:
-            steps = sum(r["steps"] for r in controller.history if r["cell"] == 0)
             curve.append({"steps_per_network": steps, **best_scores(summary.to_dict())})
     wall = time.perf_counter() - start
-    steps = sum(r["steps"] for r in controller.history if r["cell"] == 0)
     if not curve or curve[-1]["steps_per_network"] != steps:  # stopped by the clock
         mixture = controller.evaluate()[controller.best_cell]
         curve.append({"steps_per_network": steps, **{k: float(v) for k, v in mixture.items()}})
@@ -201,9 +198,8 @@ def wallclock(table: Table, setting: str, seed: int, base: str) -> dict[str, dic
 
     cpus = os.cpu_count() or 1
     cells = table.grid * table.grid
-    share = int(cpus / cells * 1e4) / 1e4  # Ray's resource unit; all shares must fit
     config = load_config(base, [*overrides(table, setting, seed),
-                                f"resources.cpus_per_cell={share}",
+                                f"resources.cpus_per_cell={cpu_share(cpus, cells)}",
                                 "resources.placement_timeout_s=120"])
     start = time.perf_counter()
     pool = RayCellPool(config)
@@ -240,7 +236,7 @@ def chosen(name: str, table: Table, done: dict[str, dict[str, Any]], quick: bool
     if table.settings:
         return table.settings
     source = tables(quick)[str(table.top_of)]
-    key = RANK[source.data]
+    key = default_rank_by(source.data)
     sign = 1.0 if lower_is_better(key) else -1.0
     means = {}
     for setting in source.settings:
@@ -327,7 +323,7 @@ def targets(summary: dict[str, Any]) -> dict[str, Any]:
 
 def _record(name: str, setting: str, seed: int, over: list[str], base: str,
             result: dict[str, Any]) -> dict[str, Any]:
-    return {"key": run_key(name, setting, seed, [*over, base]), "table": name,
+    return {"key": run_key(name, setting, seed, over, base), "table": name,
             "setting": setting, "seed": seed, "overrides": over, "base": base,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "result": result}
 
@@ -371,20 +367,18 @@ def main(argv: list[str] | None = None) -> int:
             for setting in chosen(name, table, done, args.quick):
                 for seed in range(table.seeds):
                     over = overrides(table, setting, seed)
-                    if run_key(name, setting, seed, [*over, base]) not in done:
+                    if run_key(name, setting, seed, over, base) not in done:
                         jobs.append((cost(table, setting), name, setting, seed, over, base))
         jobs.sort(key=lambda j: (stage.index(j[1]), -j[0]))  # tables in order, long runs first
         log(f"{len(jobs)} runs to do in {', '.join(stage) or 'no table'}")
-        tasks = [(run_key(n, s, seed, [*o, b]), s, seed, o, b) for _, n, s, seed, o, b in jobs]
+        tasks = [(run_key(n, s, seed, o, b), s, seed, o, b) for _, n, s, seed, o, b in jobs]
         by_key = {t[0]: j for t, j in zip(tasks, jobs)}
         if args.jobs > 1 and len(tasks) > 1:
             context = multiprocessing.get_context("spawn")  # a clean torch in every worker
             with context.Pool(args.jobs) as workers:
-                finished = list(_collect(workers.imap_unordered(_task, tasks), by_key, done,
-                                         path, start))
+                _collect(workers.imap_unordered(_task, tasks), by_key, done, path, start)
         else:
-            finished = list(_collect(map(_task, tasks), by_key, done, path, start))
-        del finished
+            _collect(map(_task, tasks), by_key, done, path, start)
     for name in [n for n in names if n.endswith("wallclock")]:
         _wallclock_table(name, every[name], done, path, args.quick)
     for name in names:
@@ -396,14 +390,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _collect(results: Any, by_key: dict[str, Any], done: dict[str, dict[str, Any]],
-             path: Path, start: float) -> Any:
+             path: Path, start: float) -> None:
+    """Record each run as it finishes: into `done` and the results file, with a progress line."""
     for i, (key, res) in enumerate(results, 1):
         _, name, setting, seed, over, base = by_key[key]
         done[key] = record = _record(name, setting, seed, over, base, res)
         append_result(path, record)
         log(f"[{i}/{len(by_key)}, {time.perf_counter() - start:.0f} s] {name} {setting} "
             f"seed {seed}: {_brief(res)}")
-        yield key
 
 
 def _wallclock_table(name: str, table: Table, done: dict[str, dict[str, Any]], path: Path,
@@ -416,13 +410,17 @@ def _wallclock_table(name: str, table: Table, done: dict[str, dict[str, Any]], p
     if not picked:
         log(f"{name}: no finished {table.top_of} to pick the grid from; skipped")
         return
-    base, started = str(BASES[table.data]), not ray.is_initialized()
+    base = str(BASES[table.data])
+    todo = [seed for seed in range(table.seeds) if not all(
+        run_key(name, s, seed, overrides(table, picked[0], seed), base) in done
+        for s in (picked[0], "single"))]
+    if not todo:  # everything finished: no Ray start-up
+        return
+    started = not ray.is_initialized()
     ensure_ray(num_cpus=os.cpu_count(), log_to_driver=False)
     try:
-        for seed in range(table.seeds):
+        for seed in todo:
             over = overrides(table, picked[0], seed)
-            if all(run_key(name, s, seed, [*over, base]) in done for s in (picked[0], "single")):
-                continue
             try:
                 runs = wallclock(table, picked[0], seed, base)
             except Exception as exc:  # a benchmark reports failures, it does not stop

@@ -7,6 +7,7 @@ fixed seeds, reports the machine it ran on and never asserts.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -57,6 +58,12 @@ RULES: dict[str, list[str]] = {
 """Overrides selecting each training rule, spelled out in full (selection and replacement
 included) so a base config that sets them cannot change what a setting measures. `own` is N
 independent GANs mixed by the ES; `own_selection` adds tournaments and elitist replacement."""
+
+
+def cpu_share(cpus: float, cells: int) -> float:
+    """Each of `cells` cells' even share of `cpus`, rounded down to Ray's resource unit (1e-4)
+    so that all the shares fit."""
+    return math.floor(cpus / cells * 1e4) / 1e4
 
 
 def machine() -> dict[str, Any]:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -52,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from common import CONFIGS, ROOT, finish, log, machine  # noqa: E402
+from common import CONFIGS, ROOT, cpu_share, finish, log, machine  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from raygan.config import RunConfig, config_from_dict, load_config  # noqa: E402
@@ -112,7 +111,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def make_config(base: dict[str, Any], rows: int, generations: int, cpus: int) -> RunConfig:
     """`base` on a rows x rows grid; each cell's CPU share is the machine split evenly."""
     n = rows * rows
-    share = math.floor(cpus / n * 1e4) / 1e4  # Ray's resource unit; n shares must fit
+    share = cpu_share(cpus, n)
     return config_from_dict(_merge(base, {
         "grid": {"rows": rows, "cols": rows},
         "training": {"generations": generations},
