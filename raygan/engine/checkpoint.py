@@ -6,14 +6,13 @@ leaves a truncated checkpoint; read with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from raygan import __version__
+from raygan.atomic import atomic_write
 from raygan.config import RunConfig, config_from_dict
 
 FORMAT = "raygan-checkpoint"
@@ -22,18 +21,7 @@ FORMAT_VERSION = 1
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """`torch.save` to a temp file beside `path`, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def make_checkpoint(

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from raygan.atomic import atomic_write  # noqa: E402
+
 
 def plot_toy_samples(
     path: str | Path,
@@ -108,9 +110,7 @@ def plot_heatmap(path: str | Path, values: np.ndarray, label: str, title: str = 
 
 
 def _save(fig: plt.Figure, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png"), suffix=".png")
+    finally:
+        plt.close(fig)

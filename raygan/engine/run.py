@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from raygan.atomic import atomic_write_text
 from raygan.config import RunConfig
 from raygan.engine.checkpoint import load_checkpoint, save_checkpoint
 from raygan.engine.controller import Controller, GenerationSummary, eval_seed
@@ -42,11 +43,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(_jsonable(row)) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, "".join(json.dumps(_jsonable(row)) + "\n" for row in rows))
 
 
 def _append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -12,16 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from raygan.atomic import atomic_write
 from raygan.core.networks import reset_parameters
 from raygan.data.images import ImageData
 
@@ -340,25 +337,6 @@ def classifier_cache_key(
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
-
-
-def atomic_write(path: Path, write: Callable[[Any], None], suffix: str = ".tmp") -> None:
-    """Write a file via a temporary sibling and ``os.replace``, so readers never see a torn file.
-
-    Args:
-        path: Destination file.
-        write: Called with an open binary file object to write the contents.
-        suffix: Suffix of the temporary file (some writers care about it).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_or_train_classifier(

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from raygan.atomic import atomic_write
 from raygan.data.images import ImageData
 from raygan.metrics.catalog import INCEPTION_HELP
-from raygan.metrics.classifier import Classifier, atomic_write, data_fingerprint
+from raygan.metrics.classifier import Classifier, data_fingerprint
 
 STATS_VERSION = "stats-v2"
 REFERENCE_SAMPLES = 1000

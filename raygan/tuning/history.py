@@ -9,14 +9,14 @@ so the table can be written and read without Ray.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from raygan.atomic import atomic_write
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,16 +84,8 @@ def history_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
 
 def write_history(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     """Write the table atomically (a temp file beside `path`, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(history_table(rows), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    table = history_table(rows)
+    atomic_write(path, lambda handle: pq.write_table(table, handle))
 
 
 def read_history(path: str | Path) -> pd.DataFrame:

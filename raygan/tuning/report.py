@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from raygan.atomic import atomic_write_text
 from raygan.metrics.catalog import BEST_PREFIX, FLOOR_SUFFIX, floor_name
 from raygan.tuning.results import TrialRecord, best_trial, load_trials, require_experiment
 
@@ -216,8 +217,5 @@ def write_report(path: str | Path, out: str | Path | None = None) -> tuple[Path,
     experiment = require_experiment(path)
     trials = load_trials(experiment)
     target = Path(out) if out else experiment / REPORT_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(render_html(experiment, trials))
-    tmp.replace(target)
+    atomic_write_text(target, render_html(experiment, trials))
     return target, format_table(*trial_rows(trials))
