@@ -49,8 +49,11 @@ def plot(result: dict[str, Any], metric: str, out: Path) -> list[str]:
         if got is None:
             continue
         steps, values = got
+        modes = [r["modes_covered"] for r in setting["runs"] if "modes_covered" in r]
+        if modes:  # on the toys, how many modes the final mixture covers beside its quality
+            name += f" ({sum(modes) / len(modes):.3g} modes)"
         (line,) = ax.plot(steps, values.mean(0), marker="o", ms=3, label=name,
-                          lw=2.5 if name in ("own", "single") else 1.5)
+                          lw=2.5 if name.split()[0] in ("own", "single") else 1.5)
         ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.15)
         drawn.append(name)
     floor = next((r.get(f"{metric}_floor") for s in result["settings"].values()
@@ -66,8 +69,8 @@ def plot(result: dict[str, Any], metric: str, out: Path) -> list[str]:
         ax.set_yscale("log")
     ax.set_xlabel("gradient steps per network")
     ax.set_ylabel(label)
-    ax.set_title(f"{result['data']}: {result['grid']}x{result['grid']} grids, "
-                 f"{result['seeds']} seeds (mean, min-max band)")
+    seeds = "1 seed" if result["seeds"] == 1 else f"{result['seeds']} seeds (mean, min-max band)"
+    ax.set_title(f"{result['data']}: {result['grid']}x{result['grid']} grids, {seeds}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()

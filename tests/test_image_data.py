@@ -15,6 +15,7 @@ from raygan.data.images import (
     IMAGE_DATASETS,
     DatasetMissingError,
     ImageData,
+    check_image_dataset,
     load_image_dataset,
 )
 
@@ -173,3 +174,39 @@ def test_image_data_validates_its_fields() -> None:
         ImageData(torch.zeros(2, 8, 8), torch.zeros(2, dtype=torch.int64), "x", 10)
     with pytest.raises(ValueError, match="labels"):
         ImageData(torch.zeros(2, 1, 8, 8), torch.zeros(3, dtype=torch.int64), "x", 10)
+
+
+@pytest.mark.usefixtures("skip_md5")
+def test_check_finds_missing_files_without_decoding_and_passes_present_ones(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(DatasetMissingError, match="CIFAR-10"):
+        check_image_dataset("cifar10", tmp_path, download=False)
+    write_fake_cifar10(tmp_path, per_batch=3)
+    check_image_dataset("cifar10", tmp_path, download=False)
+    check_image_dataset("mnist5k", tmp_path / "nowhere", download=False)  # embedded
+
+
+def test_a_missing_data_set_stops_raygan_train_before_tune_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    from raygan.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "name: nodata\n"
+        f"data: {{name: cifar10, root: {tmp_path / 'data'}}}\n"
+        "networks: {kind: dcgan}\n"
+        "grid: {rows: 1, cols: 1}\n"
+        "metrics: {names: [tvd], rank_by: tvd}\n"  # no Inception weights needed
+        "mixture: {objective: tvd}\n"
+    )
+    was_running = ray.is_initialized()
+    code = main(["train", str(config), "--storage", str(tmp_path / "results"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) <= 3 and "CIFAR-10 data set not found" in err[-1]
+    assert not (tmp_path / "results" / "nodata").exists()  # Tune never started
+    assert ray.is_initialized() == was_running

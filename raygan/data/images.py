@@ -202,7 +202,23 @@ def _construct(
         raise
 
 
-def _load_mnist_like(name: str, root: Path, download: bool, train: bool) -> ImageData:
+def check_image_dataset(name: str, root: str | Path, download: bool) -> None:
+    """Fail fast if a file-backed data set is missing: opens its torchvision index (downloading
+    it when `download` is true) without decoding the images. Embedded sets pass at once.
+
+    Raises:
+        DatasetMissingError: one line naming the files, where to get them and where to put them.
+    """
+    root = Path(root).expanduser().resolve()
+    if name in ("mnist", "fashion_mnist"):
+        _open_mnist_like(name, root, download, True)
+    elif name == "cifar10":
+        _open_cifar10(root, download, True)
+    elif name == "celeba":
+        _open_celeba(root, download, True)
+
+
+def _open_mnist_like(name: str, root: Path, download: bool, train: bool) -> Any:
     from torchvision import datasets
 
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
@@ -214,18 +230,22 @@ def _load_mnist_like(name: str, root: Path, download: bool, train: bool) -> Imag
         "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte "
         "(gunzipped)"
     )
-    dataset = _construct(
+    return _construct(
         lambda: cls(str(root), train=train, download=download),
         download,
         lambda cause: _missing_error(title, what, source, directory, cause),
     )
+
+
+def _load_mnist_like(name: str, root: Path, download: bool, train: bool) -> ImageData:
+    dataset = _open_mnist_like(name, root, download, train)
     # .data is already a uint8 (N, 28, 28) tensor, far faster than decoding PIL images.
     pixels = dataset.data.unsqueeze(1)
     labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
     return ImageData(_to_unit_range(pixels, 255.0), labels.clone(), name, 10)
 
 
-def _load_cifar10(root: Path, download: bool, train: bool) -> ImageData:
+def _open_cifar10(root: Path, download: bool, train: bool) -> Any:
     from torchvision import datasets
 
     directory = root / datasets.CIFAR10.base_folder
@@ -233,19 +253,22 @@ def _load_cifar10(root: Path, download: bool, train: bool) -> ImageData:
         "the torchvision.datasets.CIFAR10 archive cifar-10-python.tar.gz (extract it so that "
         "data_batch_1..5, test_batch and batches.meta exist)"
     )
-    dataset = _construct(
+    return _construct(
         lambda: datasets.CIFAR10(str(root), train=train, download=download),
         download,
         lambda cause: _missing_error("CIFAR-10", what, datasets.CIFAR10.url, directory, cause),
     )
+
+
+def _load_cifar10(root: Path, download: bool, train: bool) -> ImageData:
+    dataset = _open_cifar10(root, download, train)
     # .data is a uint8 (N, H, W, C) numpy array.
     pixels = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2)
     labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
     return ImageData(_to_unit_range(pixels, 255.0), labels, "cifar10", 10)
 
 
-def _load_celeba(root: Path, download: bool, image_size: int, train: bool) -> ImageData:
-    from PIL import Image
+def _open_celeba(root: Path, download: bool, train: bool) -> Any:
     from torchvision import datasets
 
     directory = root / datasets.CelebA.base_folder
@@ -255,7 +278,7 @@ def _load_celeba(root: Path, download: bool, image_size: int, train: bool) -> Im
         "list_bbox_celeba.txt and list_landmarks_align_celeba.txt"
     )
     split = "train" if train else "test"
-    dataset = _construct(
+    return _construct(
         lambda: datasets.CelebA(str(root), split=split, target_type=[], download=download),
         download,
         lambda cause: _missing_error(
@@ -266,8 +289,14 @@ def _load_celeba(root: Path, download: bool, image_size: int, train: bool) -> Im
             cause,
         ),
     )
+
+def _load_celeba(root: Path, download: bool, image_size: int, train: bool) -> ImageData:
+    from PIL import Image
+    from torchvision import datasets
+
+    dataset = _open_celeba(root, download, train)
     filenames: list[str] = list(dataset.filename)
-    image_dir = directory / "img_align_celeba"
+    image_dir = root / datasets.CelebA.base_folder / "img_align_celeba"
     # Preallocated uint8 storage keeps peak memory at a quarter of the float result.
     pixels = torch.empty((len(filenames), 3, image_size, image_size), dtype=torch.uint8)
     for i, filename in enumerate(filenames):

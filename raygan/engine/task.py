@@ -28,8 +28,13 @@ def check_inputs(config: RunConfig) -> None:
     """Files the run needs that the config can only name, checked before anything trains.
 
     Raises:
-        FileNotFoundError: one line naming the file and what to download.
+        FileNotFoundError: one line naming the file and what to download (a missing data set
+            or weights file), found in the driver before any cell or Tune trial starts.
     """
+    if not config.data.is_toy:
+        from raygan.data.images import check_image_dataset
+
+        check_image_dataset(config.data.name, config.data.root, config.data.download)
     if "fid_inception" in (*config.metric_names, config.mixture_objective):
         from raygan.metrics.image import check_inception_weights
 
