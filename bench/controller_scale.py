@@ -45,12 +45,14 @@ def fake_report(generation: int, cell: int, members: Sequence[int]) -> CellRepor
     """A report shaped like a real cell's (values are plausible constants)."""
     k = len(members)
     return CellReport(
-        generation=generation, cell=cell, g_lr=2e-4, d_lr=2e-4, g_loss="heuristic",
-        g_loss_counts={"heuristic": 20}, g_fitness=0.7, d_fitness=1.3, g_replaced=True,
-        d_replaced=False, g_parent=cell, d_parent=members[-1], g_lr_mutated=True,
-        d_lr_mutated=False, mixture_members=list(members), mixture_weights=[1.0 / k] * k,
-        mixture_score=0.4, mixture_accepted=False, train_g_loss=0.7, train_d_loss=1.3,
-        steps=20, nonfinite=False, seconds=0.5,
+        generation=generation, cell=cell, rule="lipizzaner-selection", g_lr=2e-4, d_lr=2e-4,
+        g_loss="heuristic", g_loss_counts={"heuristic": 20}, g_fitness=0.7, d_fitness=1.3,
+        g_replaced=True, d_replaced=False, g_discarded=False, d_discarded=True, g_parent=cell,
+        d_parent=members[-1], g_lr_mutated=True, d_lr_mutated=False,
+        g_opponents={m: 20 // k for m in members}, d_opponents={m: 20 // k for m in members},
+        g_steps=20, d_steps=20, exchanges=0, mixture_members=list(members),
+        mixture_weights=[1.0 / k] * k, mixture_score=0.4, mixture_accepted=False,
+        train_g_loss=0.7, train_d_loss=1.3, steps=20, nonfinite=False, seconds=0.5,
     )
 
 
@@ -82,6 +84,10 @@ class FakePool:
     def run_generation(self, generation: int, inputs: Sequence[Sequence[Any]]) -> list[CellReport]:
         """That generation's precomputed reports."""
         return self._reports[generation]
+
+    def run_rounds(self, generation: int, every: int, route: Any) -> list[CellReport]:
+        """Not used: the fake grid's rule trains a generation in one round."""
+        raise NotImplementedError
 
     def evaluate(
         self, inputs: Sequence[Sequence[Any]], n: int, seed: int

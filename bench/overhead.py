@@ -417,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                         entry["error"] = f"{type(exc).__name__}: {exc}"
                     result["grids"].append(entry)
         if "fresh_exchange" in only:
-            factories = {"local": LocalCellPool, "ray": RayCellPool}
+            factories: dict[str, Callable[[RunConfig], Any]] = {
+                "local": LocalCellPool, "ray": RayCellPool}
             result["fresh_exchange"] = fresh_exchange(bases, gens, cpus, factories)
     finally:
         ray.shutdown()

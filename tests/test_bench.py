@@ -75,3 +75,48 @@ def test_unknown_table_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> 
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "mnist5k_9x9" in err and "ring8_2x2" in err
+
+
+def test_run_key_follows_what_the_run_trains(tmp_path: Path) -> None:
+    base = coevolution.BASES["ring8"]
+    over = ["seed=1", "training.generations=2"]
+    key = coevolution.run_key("t", "own", 1, over, str(base))
+    # the same config spelt another way (an override moved into the YAML) is the same run
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(base.read_text().replace("seed: 0", "seed: 1"))
+    assert coevolution.run_key("t", "own", 1, ["training.generations=2"], str(moved)) == key
+    # an edit of the base YAML that changes what trains is a new run
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(base.read_text().replace("batch_size: 500", "batch_size: 400"))
+    assert coevolution.run_key("t", "own", 1, over, str(edited)) != key
+
+
+def test_runs_of_an_earlier_table_definition_do_not_count() -> None:
+    table = coevolution.Table("ring8", 2, 100, 2, ["own", "live"], one_seed=("live",))
+    assert (table.seeds_of("own"), table.seeds_of("live")) == (2, 1)
+    base = str(coevolution.BASES["ring8"])
+
+    def record(setting: str, seed: int, t: coevolution.Table) -> dict[str, Any]:
+        over = coevolution.overrides(t, setting, seed)
+        return {"key": coevolution.run_key("t", setting, seed, over, base),
+                "result": {"seed": seed, "steps": t.steps}}
+
+    longer = coevolution.Table("ring8", 2, 200, 2, ["own"])
+    done = {r["key"]: r for r in [record("own", 1, table), record("own", 0, longer),
+                                  record("live", 0, table), record("live", 1, table)]}
+    assert coevolution.finished("t", table, "own", done) == [{"seed": 1, "steps": 100}]
+    # live runs seed 0 only here: its seed-1 run is not counted
+    assert coevolution.finished("t", table, "live", done) == [{"seed": 0, "steps": 100}]
+
+
+def test_controller_scale_quick_times_every_size() -> None:
+    import controller_scale
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert controller_scale.main(["--quick", "--generations", "2"]) == 0
+    result = json.loads(out.getvalue())
+    assert [s["cells"] for s in result["sizes"]] == [4, 16, 64, 256, 1024]
+    for size in result["sizes"]:
+        assert size["no_evaluation"]["median_ms"] > 0
+        assert size["evaluated_every_generation"]["median_ms"] > 0
