@@ -498,6 +498,24 @@ def _check_domain(domain: SearchDomain, where: str) -> None:
     )
 
 
+def inert_options(config: RunConfig) -> dict[str, str]:
+    """The options that nothing reads under `config`'s other settings, with the reason."""
+    evo, rule = config.evolution, config.training.rule
+    out: dict[str, str] = {}
+    if not (rule == "lipizzaner-selection" or (rule == "own" and evo.selection)):
+        out["evolution.tournament_size"] = (
+            f"rule {rule!r} holds no tournaments (only 'lipizzaner-selection', and 'own' with "
+            "evolution.selection: true, do)")
+    mutation = {"multiplicative": "evolution.lr_mutation_sigma",
+                "additive": "evolution.lr_additive_sigma"}
+    for kind, key in mutation.items():
+        if evo.lr_mutation != kind:
+            out[key] = f"evolution.lr_mutation is {evo.lr_mutation!r}, not {kind!r}"
+    if evo.lr_mutation == "none":
+        out["evolution.lr_mutation_probability"] = "evolution.lr_mutation is 'none'"
+    return out
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A whole coevolution run."""
@@ -544,8 +562,18 @@ class RunConfig:
                 + ("selects by itself" if rule == "lipizzaner-selection" else "never selects")
                 + ": set it false",
             )
+        self._check_inert()
         self._check_metrics()
         self._check_space()
+
+    def _check_inert(self) -> None:
+        """An option set away from its default where nothing reads it is an error, not silence
+        (`inert_options` says where each one acts)."""
+        for key, why in inert_options(self).items():
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            default = getattr(type(getattr(self, section))(), name)
+            _check(value == default, key, f"is set to {value!r} but cannot act: {why}")
 
     def _check_metrics(self) -> None:
         """Every metric name must be in the catalog and apply to the data set."""

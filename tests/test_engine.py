@@ -229,3 +229,33 @@ def test_pure_layers_do_not_import_ray() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_without_a_mixture_a_cell_is_scored_on_its_own_generator() -> None:
+    cfg = tiny_toy_config(**{"mixture.enabled": False, "training.generations": 1})
+    pool = LocalCellPool(cfg)
+    controller = Controller(cfg, pool)
+    controller.step()
+    inputs = controller.route(pool.publish())
+    for cell in range(pool.size):
+        drawn = pool.sample(cell, inputs[cell], 64, 7)
+        assert torch.equal(drawn, pool.sample(cell, inputs[cell], 64, 7, centre_only=True))
+    # with the mixture on, the same call draws from the neighbours' generators too
+    mixed_cfg = cfg.replace(**{"mixture.enabled": True})
+    mixed = LocalCellPool(mixed_cfg)
+    inputs = Controller(mixed_cfg, mixed).route(mixed.publish())
+    assert not torch.equal(mixed.sample(0, inputs[0], 64, 7),
+                           mixed.sample(0, inputs[0], 64, 7, centre_only=True))
+
+
+def test_an_option_that_cannot_act_is_a_one_line_error() -> None:
+    from raygan.config import ConfigError
+
+    with pytest.raises(ConfigError, match="evolution.tournament_size.*holds no tournaments"):
+        tiny_toy_config(**{"training.rule": "fresh", "training.exchange_every": 1,
+                           "evolution.tournament_size": 3})
+    with pytest.raises(ConfigError, match="evolution.lr_additive_sigma.*'multiplicative'"):
+        tiny_toy_config(**{"evolution.lr_mutation": "multiplicative",
+                           "evolution.lr_additive_sigma": 0.01})
+    # where it acts, the same value is accepted
+    tiny_toy_config(**{"training.rule": "lipizzaner-selection", "evolution.tournament_size": 3})

@@ -377,13 +377,14 @@ class Cell:
             snapshots: the neighbours' current centres, in `self.neighbours` order.
             n: number of samples.
             seed: sampling seed.
-            centre_only: sample the cell's own generator instead of the mixture.
+            centre_only: sample the cell's own generator instead of the mixture (always so
+                when `mixture.enabled` is false: there is no mixture to sample).
         """
         self._receive(snapshots)
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.config.networks.latent_dim, generator=gen).to(self.device)
         weights = self.mixture_weights
-        if centre_only:
+        if centre_only or not self.config.mixture.enabled:
             weights = np.eye(len(weights))[0]
         return self._mixture_samples([self.g.sampler, *self._g_samplers], weights, z)
 

@@ -31,14 +31,14 @@ def check_inputs(config: RunConfig) -> None:
         FileNotFoundError: one line naming the file and what to download (a missing data set
             or weights file), found in the driver before any cell or Tune trial starts.
     """
-    if not config.data.is_toy:
-        from raygan.data.images import check_image_dataset
-
-        check_image_dataset(config.data.name, config.data.root, config.data.download)
     if "fid_inception" in (*config.metric_names, config.mixture_objective):
         from raygan.metrics.image import check_inception_weights
 
         check_inception_weights(config.metrics.inception_weights)
+    if not config.data.is_toy:
+        from raygan.data.images import check_image_dataset
+
+        check_image_dataset(config.data.name, config.data.root, config.data.download)
 
 
 def metric_context(config: RunConfig, dataset: Dataset, device: str = "cpu") -> MetricContext:
