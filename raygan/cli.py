@@ -135,10 +135,11 @@ def _finish(path: str, results: Any) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
+    from raygan.engine.checkpoint import previous_of
     from raygan.engine.run import CHECKPOINT
 
     out = Path(args.dir)
-    if (out / CHECKPOINT).is_file():
+    if (out / CHECKPOINT).is_file() or previous_of(out / CHECKPOINT).is_file():
         return _resume_plain(args, out)
     if args.generations or args.backend:
         raise ConfigError(
@@ -152,10 +153,10 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _resume_plain(args: argparse.Namespace, out: Path) -> int:
-    from raygan.engine.checkpoint import load_checkpoint
+    from raygan.engine.checkpoint import load_checkpoint_or_previous
     from raygan.engine.run import CHECKPOINT, train
 
-    config, _, _ = load_checkpoint(out / CHECKPOINT)
+    (config, _, _), _ = load_checkpoint_or_previous(out / CHECKPOINT)
     if args.generations:
         config = config.replace(**{"training.generations": args.generations})
     backend = args.backend or config.resources.backend
@@ -211,6 +212,17 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (ConfigError, FileNotFoundError, FileExistsError) as exc:
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
         print(f"raygan: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _is_user_error(exc: Exception) -> bool:
+    """A mistake the user can fix from one line (bad config, missing or damaged file)."""
+    if isinstance(exc, (ConfigError, FileNotFoundError, FileExistsError)):
+        return True
+    from raygan.engine.checkpoint import CheckpointError  # torch: only once something failed
+
+    return isinstance(exc, CheckpointError)

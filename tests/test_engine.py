@@ -12,7 +12,7 @@ import torch
 from conftest import RULE_OVERRIDES, assert_same_state, tiny_toy_config
 
 from raygan.cli import main
-from raygan.engine.checkpoint import load_checkpoint
+from raygan.engine.checkpoint import CheckpointError, load_checkpoint
 from raygan.engine.controller import Controller
 from raygan.engine.pool import LocalCellPool
 from raygan.engine.run import train
@@ -259,3 +259,37 @@ def test_an_option_that_cannot_act_is_a_one_line_error() -> None:
                            "evolution.lr_additive_sigma": 0.01})
     # where it acts, the same value is accepted
     tiny_toy_config(**{"training.rule": "lipizzaner-selection", "evolution.tournament_size": 3})
+
+
+def test_a_damaged_checkpoint_resumes_from_the_previous_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tiny_toy_config(**{"training.generations": 4, "output.checkpoint_every": 1})
+    train(cfg, tmp_path / "full", progress=False)
+    train(cfg, tmp_path / "part", stop_after=3, progress=False)
+    ckpt = tmp_path / "part" / "checkpoint.pt"
+    assert (tmp_path / "part" / "checkpoint.prev.pt").is_file()
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # torn by a crash
+    with pytest.raises(CheckpointError, match="checkpoint.pt is truncated or corrupt"):
+        load_checkpoint(ckpt)
+    capsys.readouterr()
+    assert main(["resume", str(tmp_path / "part"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "checkpoint.pt is truncated or corrupt" in err and "(generation 2)" in err
+    assert "Traceback" not in err
+    # generation 3 ran again from generation 2's checkpoint: the same end as uninterrupted
+    _, ctl_full, cells_full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    _, ctl_res, cells_res = load_checkpoint(ckpt)
+    assert_same_state(cells_full, cells_res)
+    assert ctl_res["generation"] == ctl_full["generation"] == 4
+
+
+def test_a_damaged_checkpoint_without_a_previous_one_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tiny_toy_config(**{"training.generations": 1})
+    train(cfg, tmp_path / "run", progress=False)
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["resume", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint.pt is truncated or corrupt" in err[0]

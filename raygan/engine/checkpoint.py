@@ -6,6 +6,7 @@ leaves a truncated checkpoint; read with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,25 @@ def make_checkpoint(
     }
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read: truncated, corrupt, or not raygan's."""
+
+
+def previous_of(path: str | Path) -> Path:
+    """Where `save_checkpoint(..., keep_previous=True)` keeps the checkpoint it replaced."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
 def save_checkpoint(
-    path: str | Path, config: RunConfig, controller: dict[str, Any], cells: list[dict[str, Any]]
+    path: str | Path, config: RunConfig, controller: dict[str, Any], cells: list[dict[str, Any]],
+    keep_previous: bool = False,
 ) -> None:
-    """Write a checkpoint atomically."""
+    """Write a checkpoint atomically; with `keep_previous`, first move the one it replaces to
+    `previous_of(path)`, so a checkpoint damaged later still leaves a good one."""
+    path = Path(path)
+    if keep_previous and path.is_file():
+        os.replace(path, previous_of(path))
     atomic_torch_save(make_checkpoint(config, controller, cells), path)
 
 
@@ -50,17 +66,47 @@ def load_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, Any], list[d
 
     Raises:
         FileNotFoundError: when there is no file.
-        ValueError: when the file is not a raygan checkpoint of a known version.
+        CheckpointError: one line naming the file, when it is truncated, corrupt or not a
+            raygan checkpoint.
+        ValueError: when it is a raygan checkpoint of an unknown format version.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds on a torn zip or pickle
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}); it cannot be resumed from"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a raygan checkpoint")
+        raise CheckpointError(f"{path} is not a raygan checkpoint")
     if data.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: checkpoint format {data.get('format_version')} is not supported "
             f"(this raygan {__version__} reads format {FORMAT_VERSION})"
         )
     return config_from_dict(data["config"]), data["controller"], data["cells"]
+
+
+def load_checkpoint_or_previous(
+    path: str | Path,
+) -> tuple[tuple[RunConfig, dict[str, Any], list[dict[str, Any]]], str | None]:
+    """`load_checkpoint(path)`, or, if that file is missing or damaged, the previous one kept by
+    `save_checkpoint(..., keep_previous=True)`.
+
+    Returns:
+        The loaded checkpoint and a one-line note when it fell back (None otherwise).
+
+    Raises:
+        the error of `path` itself when there is no good previous checkpoint either.
+    """
+    try:
+        return load_checkpoint(path), None
+    except (FileNotFoundError, CheckpointError) as exc:
+        previous = previous_of(path)
+        if not previous.is_file():
+            raise
+        loaded = load_checkpoint(previous)
+        generation = loaded[1].get("generation", "?")
+        return loaded, f"{exc}; resuming from {previous} (generation {generation})"

@@ -22,7 +22,7 @@ import yaml
 
 from raygan.atomic import atomic_write_text
 from raygan.config import RunConfig
-from raygan.engine.checkpoint import load_checkpoint, save_checkpoint
+from raygan.engine.checkpoint import load_checkpoint_or_previous, previous_of, save_checkpoint
 from raygan.engine.controller import Controller, GenerationSummary, eval_seed
 from raygan.engine.pool import CellPool, LocalCellPool
 from raygan.engine.task import check_inputs
@@ -176,9 +176,11 @@ def train(
     out = Path(out_dir)
     ckpt = out / CHECKPOINT
     if resume:
-        saved, controller_state, cell_states = load_checkpoint(ckpt)
+        (saved, controller_state, cell_states), note = load_checkpoint_or_previous(ckpt)
+        if note:
+            print(f"raygan: {note}", file=sys.stderr)
         config = saved.replace(**{"training.generations": config.training.generations})
-    elif ckpt.exists():
+    elif ckpt.exists() or previous_of(ckpt).exists():
         raise FileExistsError(
             f"{out} already holds a run; resume it with `raygan resume {out}` or choose another "
             "output directory (--out)"
@@ -222,16 +224,14 @@ def _run_loop(controller: Controller, out: Path, stop_after: int | None, progres
             _append_jsonl(out / "generations.jsonl", [summary.to_dict()])
             _append_jsonl(out / "cells.jsonl", [r.to_dict() for r in summary.reports])
             if controller.generation % cfg.output.checkpoint_every == 0 or controller.done:
-                save_checkpoint(
-                    out / CHECKPOINT, cfg, controller.state_dict(), controller.pool.state_dicts()
-                )
+                save_checkpoint(out / CHECKPOINT, cfg, controller.state_dict(),
+                                controller.pool.state_dicts(), keep_previous=True)
             if cfg.output.plot_every and controller.generation % cfg.output.plot_every == 0:
                 write_figures(controller, out, f"_gen{controller.generation:04d}")
             bar.update(summary)
         if ran and controller.generation % cfg.output.checkpoint_every != 0:
             # stopped between checkpoints: keep what ran
-            save_checkpoint(
-                out / CHECKPOINT, cfg, controller.state_dict(), controller.pool.state_dicts()
-            )
+            save_checkpoint(out / CHECKPOINT, cfg, controller.state_dict(),
+                            controller.pool.state_dicts(), keep_previous=True)
     finally:
         bar.close()
