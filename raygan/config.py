@@ -37,6 +37,12 @@ RENAMED: dict[str, str] = {
     + ", ".join(repr(r) for r in get_args(RuleName)),
 }
 """Keys of earlier versions, with what to write instead."""
+REMOVED: dict[str, str] = {
+    "output.dir": "output.dir was removed (nothing read it): a plain run writes to "
+    "`raygan train --out DIR`, a Tune experiment under output.storage_path",
+}
+"""Keys that did nothing and were removed: an error in a config a user writes, dropped from a
+config an earlier version saved (`config_from_saved`)."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -344,7 +350,6 @@ class ResourcesConfig:
 class OutputConfig:
     """Where results go."""
 
-    dir: str = "runs"  # plain runs (`raygan train --out`, `engine.run.train`)
     storage_path: str = "./results"  # Tune experiments: a directory or an s3:// / gs:// URI
     checkpoint_every: int = 1
     keep_checkpoints: int | None = None  # Tune; None: all under PBT/PB2 (exploits use them), else 2
@@ -754,8 +759,8 @@ def _build(cls: Any, data: Any, prefix: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
-        if full in RENAMED:
-            raise ConfigError(RENAMED[full])
+        if full in RENAMED or full in REMOVED:
+            raise ConfigError(RENAMED.get(full) or REMOVED[full])
         if key not in names:
             hint = difflib.get_close_matches(str(key), names, n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -773,6 +778,17 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
         ConfigError: on an unknown key or a value that is not allowed.
     """
     return typing.cast(RunConfig, _build(RunConfig, data, ""))
+
+
+def config_from_saved(data: dict[str, Any]) -> RunConfig:
+    """`config_from_dict` of a config an earlier raygan saved (a checkpoint's, a Tune trial's):
+    keys since removed (`REMOVED`) are dropped instead of refused."""
+    data = copy.deepcopy(data)
+    for key in REMOVED:
+        section, name = key.split(".")
+        if isinstance(data.get(section), dict):
+            data[section].pop(name, None)
+    return config_from_dict(data)
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

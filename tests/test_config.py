@@ -111,3 +111,12 @@ def test_metric_defaults_follow_the_data_set() -> None:
     assert (ranked.tune_metric, ranked.tune_mode) == ("best/inception_score", "max")
     natural = load_config(None, ["data.name=cifar10", "metrics.inception_weights=w.pth"])
     assert natural.metric_names == ("fid_inception",) and natural.rank_by == "fid_inception"
+
+
+def test_a_removed_key_is_refused_when_written_and_dropped_when_saved() -> None:
+    from raygan.config import config_from_saved
+
+    with pytest.raises(ConfigError, match="output.dir was removed.*--out"):
+        config_from_dict({"output": {"dir": "runs"}})
+    saved = config_from_saved({"output": {"dir": "runs", "checkpoint_every": 3}})
+    assert saved.output.checkpoint_every == 3

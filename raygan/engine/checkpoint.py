@@ -14,7 +14,7 @@ import torch
 
 from raygan import __version__
 from raygan.atomic import atomic_write
-from raygan.config import RunConfig, config_from_dict
+from raygan.config import RunConfig, config_from_saved
 
 FORMAT = "raygan-checkpoint"
 FORMAT_VERSION = 1
@@ -86,7 +86,7 @@ def load_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, Any], list[d
             f"{path}: checkpoint format {data.get('format_version')} is not supported "
             f"(this raygan {__version__} reads format {FORMAT_VERSION})"
         )
-    return config_from_dict(data["config"]), data["controller"], data["cells"]
+    return config_from_saved(data["config"]), data["controller"], data["cells"]
 
 
 def load_checkpoint_or_previous(

@@ -26,7 +26,7 @@ from typing import Any
 from ray import tune
 from ray.tune import PlacementGroupFactory
 
-from raygan.config import RunConfig, config_from_dict
+from raygan.config import RunConfig, config_from_saved
 from raygan.distributed.resources import trial_bundles
 from raygan.engine.checkpoint import load_checkpoint, save_checkpoint
 from raygan.engine.controller import Controller, GenerationSummary
@@ -60,7 +60,7 @@ def run_config_of(tune_config: dict[str, Any]) -> RunConfig:
     """The `RunConfig` a trial runs: the base config with the drawn knobs applied."""
     if BASE_KEY not in tune_config:
         raise ValueError(f"not a raygan trial config (no {BASE_KEY!r} key): {sorted(tune_config)}")
-    base = config_from_dict(tune_config[BASE_KEY])
+    base = config_from_saved(tune_config[BASE_KEY])
     overrides = {k: v for k, v in tune_config.items() if k != BASE_KEY}
     return base.replace(**overrides) if overrides else base
 
