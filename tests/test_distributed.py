@@ -23,7 +23,6 @@ from raygan.config import ConfigError, ResourcesConfig, RunConfig
 from raygan.distributed import (
     actor_options,
     cell_bundle,
-    cells_per_gpu,
     memory_fraction,
     validate_gpus,
 )
@@ -52,14 +51,6 @@ def test_cell_bundle_and_gpu_shares() -> None:
     assert memory_fraction(0.25) == 0.25
     assert memory_fraction(0.0) is None and memory_fraction(1.0) is None
     assert memory_fraction(2.0) is None
-    assert cells_per_gpu(0.25) == 4
-    assert cells_per_gpu(1 / 3) == 3
-    assert cells_per_gpu(0.3) == 3
-    assert cells_per_gpu(0.1) == 10
-    assert cells_per_gpu(1.0) == 1
-    assert cells_per_gpu(2.0) == 0
-    with pytest.raises(ValueError):
-        cells_per_gpu(0.0)
     for bad in (1.5, -0.5, math.nan):
         with pytest.raises(ValueError):
             validate_gpus(bad)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from raygan.distributed.resources import (
     actor_options,
     cell_bundle,
-    cells_per_gpu,
     describe_request,
     memory_fraction,
     trial_bundles,
@@ -29,7 +28,6 @@ __all__ = [
     "RayCellPool",
     "actor_options",
     "cell_bundle",
-    "cells_per_gpu",
     "describe_request",
     "ensure_ray",
     "memory_fraction",

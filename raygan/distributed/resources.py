@@ -76,20 +76,6 @@ def memory_fraction(gpus_per_cell: float) -> float | None:
     return gpus
 
 
-def cells_per_gpu(gpus_per_cell: float) -> int:
-    """How many cells one GPU holds: `floor(1 / gpus_per_cell)`; 0 if a cell needs more than one.
-
-    Raises:
-        ValueError: if cells use no GPU (the question has no answer) or the request is invalid.
-    """
-    gpus = validate_gpus(gpus_per_cell)
-    if gpus <= 0:
-        raise ValueError("cells_per_gpu: resources.gpus_per_cell is 0, cells use no GPU")
-    if gpus > 1 + _EPS:
-        return 0
-    return int(math.floor(1.0 / gpus + _EPS))
-
-
 def _package_root() -> str:
     # the directory that holds the `raygan` package, so workers of a local cluster can import
     # it even when it is used from a source checkout rather than installed
