@@ -293,3 +293,17 @@ def test_a_damaged_checkpoint_without_a_previous_one_is_one_line(
     assert main(["resume", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "checkpoint.pt is truncated or corrupt" in err[0]
+
+
+def test_the_history_table_follows_the_report_dataclass() -> None:
+    from raygan.core.report import report_fields
+    from raygan.tuning.history import history_table
+
+    cfg = tiny_toy_config(**{"training.generations": 1})
+    controller = Controller(cfg, LocalCellPool(cfg))
+    controller.step()
+    table = history_table(controller.history)
+    scores = sorted(c for c in table.column_names if c.startswith("score/"))
+    assert table.column_names == [*report_fields(), *scores]
+    assert table.num_rows == 4 and table.column("g_steps").to_pylist() == [
+        r["g_steps"] for r in controller.history]

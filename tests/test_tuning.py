@@ -31,6 +31,7 @@ pytest.importorskip("ray.tune")
 
 from ray import tune  # noqa: E402
 
+from raygan.core.report import report_fields, scalar_fields  # noqa: E402
 from raygan.tuning.experiment import (  # noqa: E402
     clamp_to_space,
     make_scheduler,
@@ -216,6 +217,8 @@ def test_train_writes_tensorboard_parquet_history_and_checkpoints(trained: Path)
 
     history = read_history(trial / "history.parquet")
     assert len(history) == GENERATIONS * 4
+    # every CellReport field is a column, and every numeric one a TensorBoard curve (below)
+    assert set(report_fields()) <= set(history.columns)
     assert sorted(zip(history["generation"], history["cell"])) == [
         (g, c) for g in range(GENERATIONS) for c in range(4)]
     for column in ("g_lr", "d_lr", "g_loss", "g_fitness", "d_fitness", "g_replaced",
@@ -241,8 +244,8 @@ def test_train_writes_tensorboard_parquet_history_and_checkpoints(trained: Path)
     acc.Reload()
     scalars, images = set(acc.Tags()["scalars"]), set(acc.Tags()["images"])
     for cell in range(4):
-        assert {f"cell_{cell:02d}/g_fitness", f"cell_{cell:02d}/d_lr",
-                f"cell_{cell:02d}/score/mode_tvd"} <= scalars
+        assert {f"cell_{cell:02d}/{name}" for name in scalar_fields()} <= scalars
+        assert f"cell_{cell:02d}/score/mode_tvd" in scalars
     assert [e.step for e in acc.Scalars("run/mode_tvd")] == list(range(2, GENERATIONS + 1, 2))
     assert len(acc.Scalars("cell_00/g_lr")) == GENERATIONS
     assert {"figures/samples", "figures/mode_tvd_heatmap"} <= images

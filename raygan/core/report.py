@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -71,3 +72,17 @@ class CellReport:
             if isinstance(value, (list, dict)):
                 row[key] = value.copy()
         return row
+
+
+def report_fields() -> dict[str, Any]:
+    """Every `CellReport` field but `scores` with its type (`int`, `list[float]`, ...), in
+    declaration order: the history table's columns and the TensorBoard tags derive from it, so
+    a new field appears in both."""
+    hints = typing.get_type_hints(CellReport)
+    return {f.name: hints[f.name] for f in fields(CellReport) if f.name != "scores"}
+
+
+def scalar_fields() -> list[str]:
+    """The numeric (int, float, bool) per-cell fields worth a curve: all but the indices."""
+    return [name for name, kind in report_fields().items()
+            if kind in (int, float, bool) and name not in ("generation", "cell")]

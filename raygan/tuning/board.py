@@ -1,7 +1,8 @@
 """TensorBoard logs of one trial: run-level and per-cell scalars, and the figures as images.
 
 Tags: `run/<score>` (the best mixture's scores), `run/seconds`, `run/best_cell`, and for cell i
-`cell_ii/<field>` (learning rates, fitness, training losses, replacements, mixture score) and
+`cell_ii/<field>` (every numeric `CellReport` field: learning rates, fitness, training losses,
+replacements, steps, mixture score, ...) and
 `cell_ii/score/<name>` at evaluations. The step is the number of generations completed.
 Every score with a real-data floor (`fid` and `fid_floor`, ...) also gets one chart of both
 under TensorBoard's "custom scalars" tab, so a value is never read without its floor.
@@ -15,24 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from raygan.core.report import scalar_fields
 from raygan.engine.controller import GenerationSummary
 from raygan.metrics.catalog import floor_name
 
 BOARD_DIR = "tensorboard"
 
-_CELL_FIELDS = (
-    "g_lr",
-    "d_lr",
-    "g_fitness",
-    "d_fitness",
-    "train_g_loss",
-    "train_d_loss",
-    "mixture_score",
-    "g_replaced",
-    "d_replaced",
-    "g_discarded",
-    "d_discarded",
-)
+_CELL_FIELDS = tuple(scalar_fields())  # every numeric CellReport field, as it grows
 
 
 class Board:

@@ -9,6 +9,7 @@ so the table can be written and read without Ray.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raygan.atomic import atomic_write
+from raygan.core.report import report_fields
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,39 +26,25 @@ if TYPE_CHECKING:
 HISTORY_FILE = "history.parquet"
 SCORE_PREFIX = "score/"
 
-# explicit types, so a column is typed the same in every file (and when all values are null)
+_ARROW: dict[Any, pa.DataType] = {
+    int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_(),
+}
+
+
+def _arrow_type(kind: Any) -> pa.DataType:
+    """The Arrow type of a `CellReport` field type (scalars, lists and flat dicts)."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is list:
+        return pa.list_(_arrow_type(args[0]))
+    if typing.get_origin(kind) is dict:
+        return pa.map_(_arrow_type(args[0]), _arrow_type(args[1]))
+    return _ARROW[kind]
+
+
+# explicit types, so a column is typed the same in every file (and when all values are null);
+# derived from CellReport, so a new field is a new column
 _COLUMNS: dict[str, pa.DataType] = {
-    "generation": pa.int64(),
-    "cell": pa.int64(),
-    "g_lr": pa.float64(),
-    "d_lr": pa.float64(),
-    "g_loss": pa.string(),
-    "g_loss_counts": pa.map_(pa.string(), pa.int64()),
-    "g_fitness": pa.float64(),
-    "d_fitness": pa.float64(),
-    "rule": pa.string(),
-    "g_replaced": pa.bool_(),
-    "d_replaced": pa.bool_(),
-    "g_discarded": pa.bool_(),
-    "d_discarded": pa.bool_(),
-    "g_parent": pa.int64(),
-    "d_parent": pa.int64(),
-    "g_lr_mutated": pa.bool_(),
-    "d_lr_mutated": pa.bool_(),
-    "mixture_members": pa.list_(pa.int64()),
-    "mixture_weights": pa.list_(pa.float64()),
-    "mixture_score": pa.float64(),
-    "mixture_accepted": pa.bool_(),
-    "train_g_loss": pa.float64(),
-    "train_d_loss": pa.float64(),
-    "g_opponents": pa.map_(pa.int64(), pa.int64()),
-    "d_opponents": pa.map_(pa.int64(), pa.int64()),
-    "steps": pa.int64(),
-    "g_steps": pa.int64(),
-    "d_steps": pa.int64(),
-    "exchanges": pa.int64(),
-    "nonfinite": pa.bool_(),
-    "seconds": pa.float64(),
+    name: _arrow_type(kind) for name, kind in report_fields().items()
 }
 
 
