@@ -547,14 +547,20 @@ def test_ray_job_submit_to_a_local_cluster_writes_the_experiment_to_storage() ->
                 time.sleep(0.5)
         config = temp_dir / "tiny.yaml"
         config.write_text(JOB_CONFIG)
-        storage = temp_dir / "results"
-        done = subprocess.run(
-            _ray_cli(
-                "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
-                "python", "-m", "raygan", "train", str(config), "--storage", str(storage),
-            ),
-            env=env, capture_output=True, text=True, timeout=400,
-        )
+        for attempt in range(2):
+            # the dashboard answers before its job agent does: a submission in that window is
+            # dropped ("Connection aborted"); that is Ray starting up, so it is tried once more
+            storage = temp_dir / f"results{attempt}"
+            done = subprocess.run(
+                _ray_cli(
+                    "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+                    "python", "-m", "raygan", "train", str(config), "--storage", str(storage),
+                ),
+                env=env, capture_output=True, text=True, timeout=400,
+            )
+            if done.returncode == 0 or "Connection aborted" not in done.stderr + done.stdout:
+                break
+            time.sleep(5)
         assert done.returncode == 0, (done.stdout[-4000:], done.stderr[-4000:])
         assert "succeeded" in done.stdout + done.stderr
         experiment = storage / "cluster_job_tiny"
