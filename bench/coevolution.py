@@ -156,8 +156,11 @@ def overrides(table: Table, setting: str, seed: int) -> list[str]:
 def run_key(name: str, setting: str, seed: int, over: list[str], base: str) -> str:
     """Identity of a run in the results file: the hash of its resolved config, so that any
     change to what it trains (an override, or an edit of the base YAML) is a new run, and an
-    edit that trains the same thing is not."""
+    edit that trains the same thing is not. Where results go (`output`) and sweeps (`tune`)
+    train nothing and are left out."""
     resolved = load_config(base, over).to_dict()
+    for section in ("output", "tune"):
+        resolved.pop(section)
     digest = hashlib.sha1(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:8]
     return f"{name}/{setting}/seed{seed}/{digest}"
 
@@ -367,9 +370,9 @@ def targets(summary: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _record(name: str, setting: str, seed: int, over: list[str], base: str,
+def _record(key: str, name: str, setting: str, seed: int, over: list[str], base: str,
             result: dict[str, Any]) -> dict[str, Any]:
-    return {"key": run_key(name, setting, seed, over, base), "table": name,
+    return {"key": key, "table": name,
             "setting": setting, "seed": seed, "overrides": over, "base": base,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "result": result}
 
@@ -413,12 +416,13 @@ def main(argv: list[str] | None = None) -> int:
             for setting in chosen(name, table, done, args.quick):
                 for seed in range(table.seeds_of(setting)):
                     over = overrides(table, setting, seed)
-                    if run_key(name, setting, seed, over, base) not in done:
-                        jobs.append((cost(table, setting), name, setting, seed, over, base))
-        jobs.sort(key=lambda j: (stage.index(j[1]), -j[0]))  # tables in order, long runs first
+                    key = run_key(name, setting, seed, over, base)  # a config load: once a run
+                    if key not in done:
+                        jobs.append((cost(table, setting), key, name, setting, seed, over, base))
+        jobs.sort(key=lambda j: (stage.index(j[2]), -j[0]))  # tables in order, long runs first
         log(f"{len(jobs)} runs to do in {', '.join(stage) or 'no table'}")
-        tasks = [(run_key(n, s, seed, o, b), s, seed, o, b) for _, n, s, seed, o, b in jobs]
-        by_key = {t[0]: j for t, j in zip(tasks, jobs)}
+        tasks = [(key, s, seed, o, b) for _, key, _, s, seed, o, b in jobs]
+        by_key = {j[1]: j for j in jobs}
         if args.jobs > 1 and len(tasks) > 1:
             context = multiprocessing.get_context("spawn")  # a clean torch in every worker
             with context.Pool(args.jobs) as workers:
@@ -439,8 +443,8 @@ def _collect(results: Any, by_key: dict[str, Any], done: dict[str, dict[str, Any
              path: Path, start: float) -> None:
     """Record each run as it finishes: into `done` and the results file, with a progress line."""
     for i, (key, res) in enumerate(results, 1):
-        _, name, setting, seed, over, base = by_key[key]
-        done[key] = record = _record(name, setting, seed, over, base, res)
+        _, _, name, setting, seed, over, base = by_key[key]
+        done[key] = record = _record(key, name, setting, seed, over, base, res)
         append_result(path, record)
         log(f"[{i}/{len(by_key)}, {time.perf_counter() - start:.0f} s] {name} {setting} "
             f"seed {seed}: {_brief(res)}")
@@ -472,8 +476,8 @@ def _wallclock_table(name: str, table: Table, done: dict[str, dict[str, Any]], p
             except Exception as exc:  # a benchmark reports failures, it does not stop
                 runs = {s: {"error": f"{type(exc).__name__}: {exc}"} for s in (picked[0], "single")}
             for setting, res in runs.items():
-                record = _record(name, setting, seed, over, base, res)
-                done[record["key"]] = record
+                key = run_key(name, setting, seed, over, base)
+                done[key] = record = _record(key, name, setting, seed, over, base, res)
                 append_result(path, record)
                 log(f"{name} {setting} seed {seed}: {_brief(res)}")
     finally:

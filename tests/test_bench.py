@@ -120,3 +120,17 @@ def test_controller_scale_quick_times_every_size() -> None:
     for size in result["sizes"]:
         assert size["no_evaluation"]["median_ms"] > 0
         assert size["evaluated_every_generation"]["median_ms"] > 0
+
+
+def test_the_committed_results_cover_every_run_of_the_full_tables() -> None:
+    # a change to the config schema or a base YAML that changes run keys would orphan the
+    # committed results (hours of runs) without a word: re-key them, or rerun, on purpose
+    done = coevolution.load_results(BENCH / "results" / "coevolution.jsonl")
+    every = coevolution.tables(quick=False)
+    for name, table in every.items():
+        picked = coevolution.chosen(name, table, done, quick=False)
+        assert picked, name
+        wall = name.endswith("wallclock")
+        for setting in picked + (["single"] if wall else []):
+            runs = coevolution.finished(name, table, setting, done, picked[0] if wall else None)
+            assert len(runs) == table.seeds_of(setting), (name, setting)
