@@ -135,11 +135,11 @@ def _finish(path: str, results: Any) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from raygan.engine.checkpoint import previous_of
+    from raygan.engine.checkpoint import checkpoint_exists
     from raygan.engine.run import CHECKPOINT
 
     out = Path(args.dir)
-    if (out / CHECKPOINT).is_file() or previous_of(out / CHECKPOINT).is_file():
+    if checkpoint_exists(out / CHECKPOINT):
         return _resume_plain(args, out)
     if args.generations or args.backend:
         raise ConfigError(

@@ -20,11 +20,6 @@ FORMAT = "raygan-checkpoint"
 FORMAT_VERSION = 1
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """`torch.save` to a temp file beside `path`, then rename over it."""
-    atomic_write(path, lambda handle: torch.save(obj, handle))
-
-
 def make_checkpoint(
     config: RunConfig, controller: dict[str, Any], cells: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -49,6 +44,11 @@ def previous_of(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
+def checkpoint_exists(path: str | Path) -> bool:
+    """Whether `path` or the previous checkpoint kept beside it is there to resume from."""
+    return Path(path).is_file() or previous_of(path).is_file()
+
+
 def save_checkpoint(
     path: str | Path, config: RunConfig, controller: dict[str, Any], cells: list[dict[str, Any]],
     keep_previous: bool = False,
@@ -58,7 +58,8 @@ def save_checkpoint(
     path = Path(path)
     if keep_previous and path.is_file():
         os.replace(path, previous_of(path))
-    atomic_torch_save(make_checkpoint(config, controller, cells), path)
+    payload = make_checkpoint(config, controller, cells)
+    atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def load_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, Any], list[dict[str, Any]]]:
@@ -99,7 +100,8 @@ def load_checkpoint_or_previous(
         The loaded checkpoint and a one-line note when it fell back (None otherwise).
 
     Raises:
-        the error of `path` itself when there is no good previous checkpoint either.
+        FileNotFoundError, CheckpointError: `path`'s own error when there is no previous
+            checkpoint, the previous one's when it is damaged too.
     """
     try:
         return load_checkpoint(path), None

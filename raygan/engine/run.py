@@ -22,7 +22,11 @@ import yaml
 
 from raygan.atomic import atomic_write_text
 from raygan.config import RunConfig
-from raygan.engine.checkpoint import load_checkpoint_or_previous, previous_of, save_checkpoint
+from raygan.engine.checkpoint import (
+    checkpoint_exists,
+    load_checkpoint_or_previous,
+    save_checkpoint,
+)
 from raygan.engine.controller import Controller, GenerationSummary, eval_seed
 from raygan.engine.pool import CellPool, LocalCellPool
 from raygan.engine.task import check_inputs
@@ -180,7 +184,7 @@ def train(
         if note:
             print(f"raygan: {note}", file=sys.stderr)
         config = saved.replace(**{"training.generations": config.training.generations})
-    elif ckpt.exists() or previous_of(ckpt).exists():
+    elif checkpoint_exists(ckpt):
         raise FileExistsError(
             f"{out} already holds a run; resume it with `raygan resume {out}` or choose another "
             "output directory (--out)"
