@@ -189,7 +189,7 @@ def _train(config: RunConfig, pool: Any, seconds: float | None = None) -> dict[s
             curve.append({"steps_per_network": steps, **best_scores(summary.to_dict())})
     wall = time.perf_counter() - start
     if not curve or curve[-1]["steps_per_network"] != steps:  # stopped by the clock
-        mixture = controller.evaluate()[controller.best_cell]
+        mixture = controller.evaluate()[controller.best_cell].scores
         curve.append({"steps_per_network": steps, **{k: float(v) for k, v in mixture.items()}})
     gradient = int(sum(r["g_steps"] for r in controller.history))
     return {

@@ -25,12 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import finish, log, machine, ms_stats  # noqa: E402
 
 from raygan.config import RunConfig, config_from_dict  # noqa: E402
-from raygan.core.cell import CellReport  # noqa: E402
+from raygan.core.cell import Scored  # noqa: E402
+from raygan.core.report import CellReport, SideReport  # noqa: E402
 from raygan.engine.controller import Controller  # noqa: E402
 from raygan.engine.task import grid_of  # noqa: E402
 
@@ -44,15 +47,19 @@ TOY_SCORES = {"coverage_score": 0.8, "modes_covered": 8.0, "hq_fraction": 0.6,
 def fake_report(generation: int, cell: int, members: Sequence[int]) -> CellReport:
     """A report shaped like a real cell's (values are plausible constants)."""
     k = len(members)
+    def side(parent: int, replaced: bool, loss: float) -> SideReport:
+        return SideReport(
+            lr=2e-4, fitness=loss, replaced=replaced, discarded=not replaced, parent=parent,
+            lr_mutated=replaced, opponents={m: 20 // k for m in members}, steps=20,
+            train_loss=loss,
+        )
+
     return CellReport(
-        generation=generation, cell=cell, rule="lipizzaner-selection", g_lr=2e-4, d_lr=2e-4,
-        g_loss="heuristic", g_loss_counts={"heuristic": 20}, g_fitness=0.7, d_fitness=1.3,
-        g_replaced=True, d_replaced=False, g_discarded=False, d_discarded=True, g_parent=cell,
-        d_parent=members[-1], g_lr_mutated=True, d_lr_mutated=False,
-        g_opponents={m: 20 // k for m in members}, d_opponents={m: 20 // k for m in members},
-        g_steps=20, d_steps=20, exchanges=0, mixture_members=list(members),
-        mixture_weights=[1.0 / k] * k, mixture_score=0.4, mixture_accepted=False,
-        train_g_loss=0.7, train_d_loss=1.3, steps=20, nonfinite=False, seconds=0.5,
+        generation=generation, cell=cell, rule="lipizzaner-selection",
+        g=side(cell, True, 0.7), d=side(members[-1], False, 1.3),
+        g_loss="heuristic", g_loss_counts={"heuristic": 20}, exchanges=0,
+        mixture_members=list(members), mixture_weights=[1.0 / k] * k, mixture_score=0.4,
+        mixture_accepted=False, steps=20, nonfinite=False, seconds=0.5,
     )
 
 
@@ -73,7 +80,8 @@ class FakePool:
         ]
         # a different best cell each time, so the controller's pick is not trivially cell 0
         self._scores = [
-            {**TOY_SCORES, "mode_tvd": 0.3 + ((i * 7919) % self.size) / (10 * self.size)}
+            Scored({**TOY_SCORES, "mode_tvd": 0.3 + ((i * 7919) % self.size) / (10 * self.size)},
+                   torch.zeros(0, 2))
             for i in range(self.size)
         ]
 
@@ -89,10 +97,8 @@ class FakePool:
         """Not used: the fake grid's rule trains a generation in one round."""
         raise NotImplementedError
 
-    def evaluate(
-        self, inputs: Sequence[Sequence[Any]], n: int, seed: int
-    ) -> list[dict[str, float]]:
-        """Precomputed toy scores (the controller copies them)."""
+    def evaluate(self, inputs: Sequence[Sequence[Any]], n: int, seed: int) -> list[Scored]:
+        """Precomputed toy scores (the controller copies them), empty previews."""
         return self._scores
 
     def sample(

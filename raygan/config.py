@@ -353,7 +353,9 @@ class OutputConfig:
     storage_path: str = "./results"  # Tune experiments: a directory or an s3:// / gs:// URI
     checkpoint_every: int = 1
     keep_checkpoints: int | None = None  # Tune; None: all under PBT/PB2 (exploits use them), else 2
-    plot_every: int = 0  # 0 = only at the end
+    # figures are redrawn at every evaluation; every plot_every generations a numbered copy
+    # (`samples_gen0020.png`, ...) is kept too (0: no copies)
+    plot_every: int = 0
 
     def __post_init__(self) -> None:
         _check(self.checkpoint_every >= 1, "output.checkpoint_every", "must be >= 1")
@@ -557,6 +559,12 @@ class RunConfig:
             t.scheduler != "asha" or t.grace_period % every == 0,
             "tune.grace_period",
             f"must be a multiple of metrics.every ({every}), got {t.grace_period}",
+        )
+        # figures are drawn from an evaluation's samples, so copies can only be kept at one
+        _check(
+            self.output.plot_every % every == 0,
+            "output.plot_every",
+            f"must be a multiple of metrics.every ({every}), got {self.output.plot_every}",
         )
         evo, rule = self.evolution, self.training.rule
         for key in ("selection", "replacement"):

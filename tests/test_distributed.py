@@ -270,8 +270,8 @@ def test_nan_centre_is_replaced_by_a_neighbour(
     with caplog.at_level(logging.WARNING, logger="raygan.distributed.pool"):
         report = controller.step().reports[0]
     neighbours = set(controller.neighbourhoods[0][1:])
-    assert report.g_parent in neighbours and report.d_parent in neighbours
-    assert math.isfinite(report.g_fitness) and math.isfinite(report.d_fitness)
+    assert report.g.parent in neighbours and report.d.parent in neighbours
+    assert math.isfinite(report.g.fitness) and math.isfinite(report.d.fitness)
     after = pool.state_dicts()[0]
     for side in ("g", "d"):
         for name, tensor in after[side]["net"].items():

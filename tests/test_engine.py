@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def test_2x2_grid_runs_three_generations_in_seconds(tiny_config) -> None:
             or abs(sum(report.mixture_weights) - 1) < 1e-9
         )
         assert report.g_loss in ("minimax", "heuristic", "least_squares")
-        assert np.isfinite(report.g_fitness) and np.isfinite(report.d_fitness)
+        assert np.isfinite(report.g.fitness) and np.isfinite(report.d.fitness)
         assert {"modes_covered", "hq_fraction", "reverse_kl", "mode_tvd"} <= report.scores.keys()
     assert elapsed < 30
 
@@ -114,8 +115,8 @@ def test_selection_off_single_cell_is_plain_gan(tmp_path: Path) -> None:
     )
     controller = Controller(cfg, LocalCellPool(cfg))
     reports = [controller.step().reports[0] for _ in range(3)]
-    assert all(r.g_lr == cfg.training.lr_g and r.g_loss == "heuristic" for r in reports)
-    assert all(r.mixture_members == [0] and r.g_parent == 0 for r in reports)
+    assert all(r.g.lr == cfg.training.lr_g and r.g_loss == "heuristic" for r in reports)
+    assert all(r.mixture_members == [0] and r.g.parent == 0 for r in reports)
 
 
 @pytest.mark.parametrize("rule", ["own", "lipizzaner"])
@@ -185,7 +186,7 @@ def test_nonfinite_centre_is_replaced_by_a_neighbour() -> None:
         for p in cell.d.net.parameters():
             p.fill_(float("nan"))
     report = controller.step().reports[0]
-    assert np.isfinite(report.g_fitness) and np.isfinite(report.d_fitness)
+    assert np.isfinite(report.g.fitness) and np.isfinite(report.d.fitness)
     assert all(torch.isfinite(p).all() for p in cell.g.net.parameters())
     assert all(torch.isfinite(p).all() for p in cell.d.net.parameters())
 
@@ -296,14 +297,45 @@ def test_a_damaged_checkpoint_without_a_previous_one_is_one_line(
 
 
 def test_the_history_table_follows_the_report_dataclass() -> None:
-    from raygan.core.report import report_fields
-    from raygan.tuning.history import history_table
+    from raygan.core.report import SideReport, report_fields
+    from raygan.engine.history import history_table
 
     cfg = tiny_toy_config(**{"training.generations": 1})
     controller = Controller(cfg, LocalCellPool(cfg))
-    controller.step()
+    report = controller.step().reports[0]
     table = history_table(controller.history)
     scores = sorted(c for c in table.column_names if c.startswith("score/"))
     assert table.column_names == [*report_fields(), *scores]
     assert table.num_rows == 4 and table.column("g_steps").to_pylist() == [
         r["g_steps"] for r in controller.history]
+    # the flat rows carry exactly these columns, and each side's every field under its prefix
+    assert set(controller.history[0]) == {*report_fields(), "scores"}
+    sides = {f.name for f in dataclasses.fields(SideReport)}
+    assert {f"{s}_{name}" for s in "gd" for name in sides} <= set(report_fields())
+    assert report.to_dict()["d_parent"] == report.d.parent
+
+
+def test_figures_show_the_samples_that_were_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raygan.core.cell import preview_of
+
+    # an evaluation's preview is the scored set, spread evenly (members in their shares)
+    cfg = tiny_toy_config(**{"training.generations": 1})
+    pool = LocalCellPool(cfg)
+    controller = Controller(cfg, pool)
+    snaps = controller.route(pool.publish())[1]
+    scored = pool.cells[1].evaluate(snaps, 300, seed=11)
+    samples = pool.cells[1].sample(snaps, 300, seed=11)
+    assert torch.equal(scored.preview, samples)  # toy data: every point goes on the scatter
+    assert scored.scores == pool.cells[1].task.evaluate(samples)
+    spread = preview_of(samples, 7)
+    assert torch.equal(spread, samples[[0, 50, 100, 150, 199, 249, 299]])
+
+    # the run's figures come from the evaluation alone: nothing is sampled again for them
+    def no_sampling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("figures must not draw new samples")
+
+    monkeypatch.setattr(LocalCellPool, "sample", no_sampling)
+    train(cfg, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "samples.png").is_file()

@@ -79,8 +79,8 @@ def test_lipizzaner_trains_the_centre_against_neighbours_it_never_updates(spy_sl
     cell.train(None, 8)
     report = cell.finish(0)
     # neighbours were adversaries on both sides, and their copies never changed
-    assert set(report.g_opponents) | set(report.d_opponents) == {0, *cell.neighbours}
-    assert set(report.g_opponents) - {0} and set(report.d_opponents) - {0}
+    assert set(report.g.opponents) | set(report.d.opponents) == {0, *cell.neighbours}
+    assert set(report.g.opponents) - {0} and set(report.d.opponents) - {0}
     assert len({(k, s) for _, k, s in calls}) == len({k for _, k, _ in calls}) >= 2
     for k, snap in enumerate(row):
         for name, value in cell._g_slots[k].state_dict().items():
@@ -88,8 +88,8 @@ def test_lipizzaner_trains_the_centre_against_neighbours_it_never_updates(spy_sl
     assert all(not p.requires_grad for p in cell._d_slots[0].parameters())
     # the centre itself trained in place: nothing copied, nothing replaced
     assert not torch.equal(_weights(cell.g.net), start)
-    assert report.g_parent == report.d_parent == 0
-    assert not (report.g_replaced or report.g_discarded or report.d_replaced)
+    assert report.g.parent == report.d.parent == 0
+    assert not (report.g.replaced or report.g.discarded or report.d.replaced)
 
 
 def test_fresh_sees_neighbour_weights_that_change_every_k_batches(spy_slots) -> None:
@@ -143,8 +143,8 @@ def test_live_trains_neighbour_copies_with_their_optimizer_state() -> None:
     assert torch.equal(_weights(cell._g_slots[0]), before)  # the snapshot stays as received
     report = cell.finish(1)
     members = 1 + len(cell.neighbours)
-    assert report.g_steps == members * report.steps and report.d_steps == members * 8
-    assert set(report.g_opponents) == {0, *cell.neighbours}
+    assert report.g.steps == members * report.steps and report.d.steps == members * 8
+    assert set(report.g.opponents) == {0, *cell.neighbours}
 
 
 @pytest.mark.parametrize("planted, discarded", [(-1e9, True), (math.inf, False)])
@@ -156,16 +156,16 @@ def test_selection_discards_training_that_did_not_improve(planted: float, discar
     run.gen.g_fitness[0] = run.gen.d_fitness[0] = planted  # the centre's start fitness
     cell.train(None, 8)
     report = cell.finish(0)
-    assert report.g_discarded == report.d_discarded == discarded
+    assert report.g.discarded == report.d.discarded == discarded
     if discarded:  # the centre is the untrained start network, and the report does not lie
         assert torch.equal(_weights(cell.g.net), start_g)
         assert torch.equal(_weights(cell.d.net), start_d)
-        assert not report.g_replaced and report.g_fitness == planted
+        assert not report.g.replaced and report.g.fitness == planted
     else:  # the trained clone is the centre
         assert not torch.equal(_weights(cell.g.net), start_g)
         selected = run.pairing.selected
-        assert report.g_replaced == (selected[0] != 0)
-        assert report.g_parent == run.gen.members[selected[0]]
+        assert report.g.replaced == (selected[0] != 0)
+        assert report.g.parent == run.gen.members[selected[0]]
 
 
 @pytest.mark.parametrize("rule", sorted(RULE_OVERRIDES))
@@ -180,12 +180,12 @@ def test_records_match_what_happened_to_the_centre(rule: str) -> None:
         for report, cell, (g0, d0) in zip(controller.step().reports, pool.cells, before):
             for side, start in (("g", g0), ("d", d0)):
                 now = _weights(getattr(cell, side).net)
-                if getattr(report, f"{side}_discarded"):
-                    assert torch.equal(now, start) or getattr(report, f"{side}_replaced")
+                if getattr(report, side).discarded:
+                    assert torch.equal(now, start) or getattr(report, side).replaced
                 else:
                     assert not torch.equal(now, start)
-                if getattr(report, f"{side}_parent") != cell.index:
-                    assert getattr(report, f"{side}_replaced")
+                if getattr(report, side).parent != cell.index:
+                    assert getattr(report, side).replaced
 
 
 def test_d_every_two_halves_the_discriminator_steps() -> None:
@@ -194,9 +194,9 @@ def test_d_every_two_halves_the_discriminator_steps() -> None:
         config = _config("lipizzaner", **{"training.d_every": every, "training.generations": 1})
         reports[every] = Controller(config, LocalCellPool(config)).step().reports
     for one, two in zip(reports[1], reports[2]):
-        assert one.steps == two.steps == one.g_steps == two.g_steps == 8
-        assert one.d_steps == 8 and two.d_steps == 4
-        assert sum(two.d_opponents.values()) == 4
+        assert one.steps == two.steps == one.g.steps == two.g.steps == 8
+        assert one.d.steps == 8 and two.d.steps == 4
+        assert sum(two.d.opponents.values()) == 4
 
 
 def test_bce_discriminator_ignores_the_generator_loss() -> None:

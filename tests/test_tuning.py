@@ -32,13 +32,13 @@ pytest.importorskip("ray.tune")
 from ray import tune  # noqa: E402
 
 from raygan.core.report import report_fields, scalar_fields  # noqa: E402
+from raygan.engine.history import read_history  # noqa: E402
 from raygan.tuning.experiment import (  # noqa: E402
     clamp_to_space,
     make_scheduler,
     param_space,
     run_experiment,
 )
-from raygan.tuning.history import read_history  # noqa: E402
 from raygan.tuning.report import exploit_records  # noqa: E402
 from raygan.tuning.results import latest_checkpoint, load_trials  # noqa: E402
 from raygan.tuning.trainable import (  # noqa: E402
@@ -250,6 +250,35 @@ def test_train_writes_tensorboard_parquet_history_and_checkpoints(trained: Path)
     assert len(acc.Scalars("cell_00/g_lr")) == GENERATIONS
     assert {"figures/samples", "figures/mode_tvd_heatmap"} <= images
     assert len(acc.Images("figures/samples")) == GENERATIONS // 2  # one per evaluation
+
+
+def test_a_plain_run_writes_the_same_files_and_rows_as_a_trial(
+    trained: Path, tmp_path: Path
+) -> None:
+    # one run loop: `raygan train --out` and a Tune trial of the same config leave the same
+    # files (beside their own checkpoints) with the same rows
+    from raygan.engine.run import train
+
+    plain = tmp_path / "plain"
+    train(TRAIN_CONFIG, plain, progress=False)
+    (trial,) = _trial_dirs(trained)
+    files = {p.name for p in plain.iterdir()} - {"checkpoint.pt", "checkpoint.prev.pt"}
+    assert files == {"config.yaml", "generations.jsonl", "cells.jsonl", "history.parquet",
+                     "tensorboard", "samples.png", "mode_tvd_heatmap.png", "final.json"}
+    assert files <= {p.name for p in trial.iterdir()}
+
+    def rows(run: Path, name: str) -> list[dict[str, Any]]:
+        lines = (run / name).read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in lines]
+
+    for name in ("generations.jsonl", "cells.jsonl"):
+        assert rows(plain, name) == rows(trial, name), name
+    assert len(rows(plain, "cells.jsonl")) == GENERATIONS * 4
+    assert read_history(plain / "history.parquet").drop(columns="seconds").equals(
+        _history(trained))
+    final = json.loads((plain / "final.json").read_text())
+    assert final == {**json.loads((trial / "final.json").read_text()),
+                     "seconds": final["seconds"]}
 
 
 def test_result_grid_loads_without_a_running_cluster(trained: Path) -> None:

@@ -35,7 +35,7 @@ from raygan.core.losses import get_loss
 from raygan.core.networks import build_networks
 from raygan.core.report import CellReport
 from raygan.core.rules import get_rule
-from raygan.core.rules.base import FitnessBatch, Generation, Pairing, Tally, record_of
+from raygan.core.rules.base import FitnessBatch, Generation, Pairing, Tally, side_report
 from raygan.core.rules.base import train_batches as run_batches
 
 Snapshot = dict[str, Any]
@@ -56,6 +56,31 @@ class CellTask:
     data: Tensor
     mixture_score: Callable[[Tensor], float]
     evaluate: Callable[[Tensor], dict[str, float]]
+
+
+PREVIEW_IMAGES = 100
+"""Scored images an evaluation keeps for the figures (a 10x10 grid)."""
+
+
+@dataclass
+class Scored:
+    """One cell's evaluation.
+
+    Attributes:
+        scores: the metrics of the cell's mixture.
+        preview: samples those metrics were computed on, spread evenly over the scored set
+            (which is ordered by mixture member), so members appear in their weights' shares.
+    """
+
+    scores: dict[str, float]
+    preview: Tensor
+
+
+def preview_of(samples: Tensor, keep: int) -> Tensor:
+    """`keep` samples spread evenly over `samples` (all of them when there are fewer)."""
+    if keep >= len(samples):
+        return samples
+    return samples[torch.linspace(0, len(samples) - 1, keep).round().long()]
 
 
 @dataclass
@@ -285,31 +310,23 @@ class Cell:
             accepted = rec.accepted
             mix_score = rec.new_score if accepted else rec.old_score
         self.generation = generation + 1
-        g, d = outcome.g, outcome.d
+        tally = run.tally
         return CellReport(
             generation=generation,
             cell=self.index,
             rule=self.rule.name,
-            g_lr=self.g.lr,
-            d_lr=self.d.lr,
+            g=side_report(outcome.g, tally, "g"),
+            d=side_report(outcome.d, tally, "d"),
             g_loss=self.g.loss,
-            g_fitness=self.g.fitness,
-            d_fitness=self.d.fitness,
-            g_replaced=g.replaced,
-            d_replaced=d.replaced,
-            g_discarded=g.discarded,
-            d_discarded=d.discarded,
-            g_parent=g.parent,
-            d_parent=d.parent,
-            g_lr_mutated=g.lr_mutated,
-            d_lr_mutated=d.lr_mutated,
+            g_loss_counts=dict(tally.loss_counts),
             mixture_members=[self.index, *self.neighbours],
             mixture_weights=[float(w) for w in self.mixture_weights],
             mixture_score=mix_score,
             mixture_accepted=accepted,
+            steps=tally.batches,
             exchanges=run.exchanges,
+            nonfinite=tally.nonfinite,
             seconds=time.perf_counter() - run.start_time,
-            **record_of(run.tally),
         )
 
     def _state(self) -> _Running:
@@ -388,9 +405,12 @@ class Cell:
             weights = np.eye(len(weights))[0]
         return self._mixture_samples([self.g.sampler, *self._g_samplers], weights, z)
 
-    def evaluate(self, snapshots: Sequence[Snapshot], n: int, seed: int) -> dict[str, float]:
-        """Metrics of this cell's mixture (see `CellTask.evaluate`)."""
-        return self.task.evaluate(self.sample(snapshots, n, seed))
+    def evaluate(self, snapshots: Sequence[Snapshot], n: int, seed: int) -> Scored:
+        """Metrics of this cell's mixture (see `CellTask.evaluate`) and a preview of the samples
+        they were computed on, for figures (all toy points; `PREVIEW_IMAGES` images)."""
+        samples = self.sample(snapshots, n, seed)
+        keep = len(samples) if self.config.data.is_toy else PREVIEW_IMAGES
+        return Scored(self.task.evaluate(samples), preview_of(samples, keep))
 
     # -- checkpointing ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

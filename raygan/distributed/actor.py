@@ -134,9 +134,13 @@ class CellActor:
         report = self.cell.finish(generation)
         return report, self.cell.state_dict(), self._finite
 
-    def evaluate(self, neighbour_refs: Sequence[Any], n: int, seed: int) -> dict[str, float]:
-        """Metrics of this cell's mixture."""
-        return self.cell.evaluate(_resolve_snapshots(neighbour_refs), n, seed)
+    def evaluate(
+        self, neighbour_refs: Sequence[Any], n: int, seed: int
+    ) -> tuple[dict[str, float], np.ndarray]:
+        """Metrics of this cell's mixture and the preview of the scored samples (numpy, so
+        the driver reads it from the object store without a copy)."""
+        scored = self.cell.evaluate(_resolve_snapshots(neighbour_refs), n, seed)
+        return scored.scores, scored.preview.numpy()
 
     def sample(
         self, neighbour_refs: Sequence[Any], n: int, seed: int, centre_only: bool = False

@@ -24,6 +24,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from torch import Tensor
 
 from raygan.config import RunConfig
+from raygan.core.cell import Scored
 from raygan.core.report import CellReport
 from raygan.distributed.actor import remote_cell_class
 from raygan.distributed.resources import actor_options, cell_bundle, describe_request
@@ -199,14 +200,12 @@ class RayCellPool:
         ]
         return [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]
 
-    def evaluate(
-        self, inputs: Sequence[Sequence[Any]], n: int, seed: int
-    ) -> list[dict[str, float]]:
-        """Metrics of every cell's mixture; cell i samples with seed `seed + i`."""
+    def evaluate(self, inputs: Sequence[Sequence[Any]], n: int, seed: int) -> list[Scored]:
+        """Every cell's evaluation (`Cell.evaluate`); cell i samples with seed `seed + i`."""
 
-        def attempt(rows: list[list[Any]]) -> list[dict[str, float]]:
+        def attempt(rows: list[list[Any]]) -> list[Scored]:
             refs = [a.evaluate.remote(rows[i], n, seed + i) for i, a in enumerate(self.actors)]
-            return list(ray.get(refs))
+            return [Scored(scores, _tensor(preview)) for scores, preview in ray.get(refs)]
 
         return self._retrying("evaluation", inputs, attempt)
 
@@ -216,9 +215,7 @@ class RayCellPool:
         """Samples from one cell's mixture (or its centre generator alone), as a CPU tensor."""
 
         def attempt(rows: list[list[Any]]) -> Tensor:
-            array = ray.get(self.actors[cell].sample.remote(rows[0], n, seed, centre_only))
-            # the array is a read-only view of the object store; torch needs its own copy
-            return torch.from_numpy(np.array(array, copy=True))
+            return _tensor(ray.get(self.actors[cell].sample.remote(rows[0], n, seed, centre_only)))
 
         return self._retrying(f"sampling cell {cell}", [inputs], attempt)
 
@@ -332,7 +329,7 @@ def _log_nonfinite(report: CellReport, was_finite: dict[str, bool]) -> None:
     for side in ("g", "d"):
         if was_finite[side]:
             continue
-        parent = report.g_parent if side == "g" else report.d_parent
+        parent = report.g.parent if side == "g" else report.d.parent
         outcome = (f"replaced by cell {parent}'s" if parent != report.cell
                    else "NOT replaced (no finite member was better)")
         log.warning("cell %d, generation %d: the centre %s had non-finite weights; %s",
@@ -340,6 +337,11 @@ def _log_nonfinite(report: CellReport, was_finite: dict[str, bool]) -> None:
     if report.nonfinite:
         log.warning("cell %d, generation %d: training hit a non-finite loss after %d steps",
                     report.cell, report.generation, report.steps)
+
+
+def _tensor(array: np.ndarray) -> Tensor:
+    # the array is a read-only view of the object store; torch needs its own copy
+    return torch.from_numpy(np.array(array, copy=True))
 
 
 def _fmt(resources: dict[str, float]) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from raygan.config import RunConfig
+from raygan.core.cell import Scored
 from raygan.core.report import CellReport
 from raygan.core.rules import get_rule
 from raygan.engine.pool import CellPool
@@ -36,6 +37,7 @@ class GenerationSummary:
     best_cell: int
     scores: dict[str, float]  # metrics of the best cell's mixture (empty if not evaluated)
     reports: list[CellReport]
+    evaluation: list[Scored] = field(default_factory=list)  # by cell (empty if not evaluated)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for logs (without the per-cell reports)."""
@@ -88,19 +90,20 @@ class Controller:
         self.generation += 1
         due = self.generation % self.config.metrics.every == 0 or self.done
         scores: dict[str, float] = {}
+        evaluation: list[Scored] = []
         if due:
-            per_cell = self.evaluate(gen)
-            for report, cell_scores in zip(reports, per_cell):
-                report.scores = dict(cell_scores)
-            scores = dict(per_cell[self.best_cell])
+            evaluation = self.evaluate(gen)
+            for report, scored in zip(reports, evaluation):
+                report.scores = dict(scored.scores)
+            scores = dict(evaluation[self.best_cell].scores)
         summary = GenerationSummary(
-            gen, time.perf_counter() - start, due, self.best_cell, scores, reports
+            gen, time.perf_counter() - start, due, self.best_cell, scores, reports, evaluation
         )
         self.history.extend(r.to_dict() for r in reports)
         self.summaries.append(summary.to_dict())
         return summary
 
-    def evaluate(self, generation: int | None = None) -> list[dict[str, float]]:
+    def evaluate(self, generation: int | None = None) -> list[Scored]:
         """Score every cell's mixture now and update `best_cell`.
 
         Args:
@@ -108,7 +111,8 @@ class Controller:
                 last completed one), so scheduled and extra evaluations are reproducible.
 
         Returns:
-            The metrics of every cell's mixture, by cell index.
+            Every cell's evaluation (its mixture's metrics, a preview of the samples scored),
+            by cell index.
         """
         gen = self.generation - 1 if generation is None else generation
         seed = eval_seed(self.config, gen)
@@ -118,7 +122,7 @@ class Controller:
         sign = 1.0 if lower_is_better(key) else -1.0
         self.best_cell = min(
             range(len(per_cell)),
-            key=lambda i: (_nan_last(sign * per_cell[i].get(key, math.nan)), i),
+            key=lambda i: (_nan_last(sign * per_cell[i].scores.get(key, math.nan)), i),
         )
         return per_cell
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from raygan.config import RunConfig
-from raygan.core.cell import Cell, cell_seeds, resolve_device
+from raygan.core.cell import Cell, Scored, cell_seeds, resolve_device
 from raygan.core.report import CellReport
 from raygan.data import load_dataset
 from raygan.engine.task import build_cell, grid_of, metric_context
@@ -57,10 +57,8 @@ class CellPool(Protocol):
         """
         ...
 
-    def evaluate(
-        self, inputs: Sequence[Sequence[Any]], n: int, seed: int
-    ) -> list[dict[str, float]]:
-        """Metrics of every cell's mixture."""
+    def evaluate(self, inputs: Sequence[Sequence[Any]], n: int, seed: int) -> list[Scored]:
+        """Every cell's evaluation: its mixture's metrics and a preview of what was scored."""
         ...
 
     def sample(
@@ -118,10 +116,8 @@ class LocalCellPool:
                 cell.train(row, every)
         return [cell.finish(generation) for cell in self.cells]
 
-    def evaluate(
-        self, inputs: Sequence[Sequence[Any]], n: int, seed: int
-    ) -> list[dict[str, float]]:
-        """Metrics of every cell's mixture; cell i samples with seed `seed + i`."""
+    def evaluate(self, inputs: Sequence[Sequence[Any]], n: int, seed: int) -> list[Scored]:
+        """Every cell's evaluation (`Cell.evaluate`); cell i samples with seed `seed + i`."""
         return [cell.evaluate(inputs[i], n, seed + i) for i, cell in enumerate(self.cells)]
 
     def sample(

@@ -4,9 +4,8 @@
   trial config (`{"raygan": <base config>, "<dotted.key>": value}`) and trial resources;
 * `experiment`: `Tuner`s for `raygan train` / `raygan tune` (schedulers, checkpoints, failure
   handling, progress lines) and `raygan resume`;
-* `board`: TensorBoard logs; `history`: the Parquet population history;
 * `results`: offline access (trials, `ResultGrid`, checkpoints, samples of the best mixture);
 * `report`: the trials table and the static HTML page of `raygan report`.
 
-Importing `raygan.tuning` alone does not import Ray (`history` and `board` never do).
+Importing `raygan.tuning` alone does not import Ray.
 """

@@ -9,9 +9,10 @@ trainable drives an engine `Controller` over a cell pool:
 * `resources.backend: local`: the cells run one after another inside this process, which then
   reserves one cell's share (small machines, tests, several trials side by side).
 
-Files in the trial directory: `tensorboard/` (scalars per run and per cell, figures),
-`history.parquet` (one row per cell per generation), the figures of the last evaluation, and
-Tune's `checkpoint_*/checkpoint.pt` (the engine's checkpoint), `result.json`, `params.json`.
+The trial drives the engine's `Run`, the same run loop as `raygan train`, so its directory
+holds the same files as a plain run's (`raygan.engine.outputs`: logs, `history.parquet`,
+`tensorboard/`, figures, `final.json`), beside Tune's `checkpoint_*/checkpoint.pt` (the
+engine's checkpoint), `result.json` and `params.json`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,12 @@ from ray.tune import PlacementGroupFactory
 
 from raygan.config import RunConfig, config_from_saved
 from raygan.distributed.resources import trial_bundles
-from raygan.engine.checkpoint import load_checkpoint, save_checkpoint
-from raygan.engine.controller import Controller, GenerationSummary
+from raygan.engine.checkpoint import load_checkpoint
+from raygan.engine.controller import GenerationSummary
 from raygan.engine.pool import CellPool
-from raygan.engine.run import CHECKPOINT, write_figures
+from raygan.engine.run import CHECKPOINT, Run
 from raygan.engine.task import grid_of
 from raygan.metrics.catalog import BEST_PREFIX
-from raygan.tuning.board import BOARD_DIR, Board
-from raygan.tuning.history import HISTORY_FILE, write_history
 
 BASE_KEY = "raygan"
 """Key of the base run config in a trial's Tune config; every other key is a dotted override."""
@@ -89,7 +87,7 @@ class CoevolutionTrainable(tune.Trainable):
     """A coevolution run as a Tune trial (see the module docstring)."""
 
     def setup(self, config: dict[str, Any]) -> None:
-        """Build the run's pool, controller and TensorBoard writer."""
+        """Build the run: its pool, controller and outputs."""
         # Ray Train logs every checkpoint at INFO level from this process; keep warnings only
         logging.getLogger("ray.train").setLevel(logging.WARNING)
         self.run_config = run_config_of(config)
@@ -98,8 +96,8 @@ class CoevolutionTrainable(tune.Trainable):
         # worker started in (the job's working directory on a cluster)
         start_dir = os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd())
         self.pool = self._make_pool(with_absolute_paths(self.run_config, start_dir))
-        self.controller = Controller(self.run_config, self.pool)
-        self.board = Board(self.out / BOARD_DIR)
+        self.run = Run(self.run_config, self.pool, self.out)
+        self.controller = self.run.controller
 
     @classmethod
     def default_resource_request(cls, config: dict[str, Any]) -> PlacementGroupFactory:
@@ -127,20 +125,8 @@ class CoevolutionTrainable(tune.Trainable):
         return RayCellPool(config, placement_group=group, bundle_offset=offset)
 
     def step(self) -> dict[str, Any]:
-        """Run one generation; evaluations also write figures and log them as images."""
-        summary = self.controller.step()
-        self.board.generation(summary)
-        if summary.evaluated:
-            self._figures(summary)
-        return self._result(summary)
-
-    def _figures(self, summary: GenerationSummary) -> None:
-        cfg, gen = self.run_config, self.controller.generation
-        paths = write_figures(self.controller, self.out)
-        self.board.figures(paths, gen)
-        if cfg.output.plot_every and gen % cfg.output.plot_every == 0:
-            for path in paths:
-                shutil.copyfile(path, path.with_name(f"{path.stem}_gen{gen:04d}{path.suffix}"))
+        """Run and record one generation (`Run.step`)."""
+        return self._result(self.run.step())
 
     def _result(self, summary: GenerationSummary) -> dict[str, Any]:
         # schedulers need the metric in every result: the last evaluation's scores are carried
@@ -160,14 +146,7 @@ class CoevolutionTrainable(tune.Trainable):
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         """The engine's checkpoint; also refreshes the Parquet history and flushes TensorBoard."""
-        save_checkpoint(
-            Path(checkpoint_dir) / CHECKPOINT,
-            self.run_config,
-            self.controller.state_dict(),
-            self.pool.state_dicts(),
-        )
-        write_history(self.out / HISTORY_FILE, self.controller.history)
-        self.board.flush()
+        self.run.save(Path(checkpoint_dir) / CHECKPOINT)
 
     def load_checkpoint(self, checkpoint: Any) -> None:
         """Restore the cells and the controller from `save_checkpoint`'s directory.
@@ -182,8 +161,7 @@ class CoevolutionTrainable(tune.Trainable):
                     f"checkpoint {checkpoint} has another {section} section than this trial: "
                     f"{getattr(saved, section)} vs {getattr(self.run_config, section)}"
                 )
-        self.pool.load_state_dicts(cell_states)
-        self.controller.load_state_dict(controller_state)
+        self.run.restore(controller_state, cell_states)
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         """Start over with another config in this process (`reuse_actors`, PBT exploits)."""
@@ -193,5 +171,4 @@ class CoevolutionTrainable(tune.Trainable):
 
     def cleanup(self) -> None:
         """Release the pool (its actors, if any) and close the event file."""
-        self.pool.close()
-        self.board.close()
+        self.run.close()

@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from raygan.config import RunConfig
 from raygan.core import operators as ops
 from raygan.core.individual import Individual
 from raygan.core.losses import Loss, get_loss, gradient_penalty
+from raygan.core.report import SideReport
 
 FitnessBatch = tuple[Tensor, Tensor]
 """A shared (real samples, latent noise) batch that fitness is measured on."""
@@ -277,17 +278,21 @@ def first_strictly_better(fitness: Sequence[float]) -> int:
     return min(range(len(finite)), key=lambda i: (finite[i], i))
 
 
-def record_of(tally: Tally) -> dict[str, Any]:
-    """The tally as `CellReport` fields."""
-    n_g, n_d = max(tally.g_steps, 1), max(tally.d_steps, 1)
-    return {
-        "train_g_loss": tally.g_loss_sum / n_g,
-        "train_d_loss": tally.d_loss_sum / n_d,
-        "g_loss_counts": dict(tally.loss_counts),
-        "steps": tally.batches,
-        "g_steps": tally.g_steps,
-        "d_steps": tally.d_steps,
-        "g_opponents": {int(k): int(v) for k, v in sorted(tally.g_opponents.items())},
-        "d_opponents": {int(k): int(v) for k, v in sorted(tally.d_opponents.items())},
-        "nonfinite": tally.nonfinite,
-    }
+def side_report(outcome: SideOutcome, tally: Tally, side: str) -> SideReport:
+    """One side's record of a generation: its new centre (from the rule's outcome) and what
+    its trainees did in the batches (from the tally)."""
+    ind = outcome.individual
+    steps = tally.g_steps if side == "g" else tally.d_steps
+    loss_sum = tally.g_loss_sum if side == "g" else tally.d_loss_sum
+    opponents = tally.g_opponents if side == "g" else tally.d_opponents
+    return SideReport(
+        lr=ind.lr,
+        fitness=ind.fitness,
+        replaced=outcome.replaced,
+        discarded=outcome.discarded,
+        parent=outcome.parent,
+        lr_mutated=outcome.lr_mutated,
+        opponents={int(k): int(v) for k, v in sorted(opponents.items())},
+        steps=steps,
+        train_loss=loss_sum / max(steps, 1),
+    )

@@ -1,4 +1,4 @@
-"""TensorBoard logs of one trial: run-level and per-cell scalars, and the figures as images.
+"""TensorBoard logs of one run or trial: run-level and per-cell scalars, and the figures as images.
 
 Tags: `run/<score>` (the best mixture's scores), `run/seconds`, `run/best_cell`, and for cell i
 `cell_ii/<field>` (every numeric `CellReport` field: learning rates, fitness, training losses,
@@ -26,7 +26,7 @@ _CELL_FIELDS = tuple(scalar_fields())  # every numeric CellReport field, as it g
 
 
 class Board:
-    """A TensorBoard writer for one trial.
+    """A TensorBoard writer for one run or trial.
 
     Args:
         logdir: the directory the event files go to.
@@ -51,8 +51,9 @@ class Board:
             self._floor_layout(summary.scores)
         for report in summary.reports:
             prefix = f"cell_{report.cell:02d}"
+            row = report.to_dict()
             for name in _CELL_FIELDS:
-                w.add_scalar(f"{prefix}/{name}", float(getattr(report, name)), step)
+                w.add_scalar(f"{prefix}/{name}", float(row[name]), step)
             for name, value in report.scores.items():
                 w.add_scalar(f"{prefix}/score/{name}", value, step)
 
