@@ -230,6 +230,14 @@ def test_pure_layers_do_not_import_ray() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+    # the config (and the tune section it builds on) loads without torch too, from either end
+    for first in ("raygan.config", "raygan.tuning.section"):
+        code = (
+            f"import sys, {first}, raygan.config; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'torch')]; "
+            "assert not bad, bad"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_without_a_mixture_a_cell_is_scored_on_its_own_generator() -> None:

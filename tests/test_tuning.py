@@ -26,6 +26,7 @@ from raygan.cli import main
 from raygan.config import ConfigError, RunConfig, config_from_dict, load_config
 from raygan.distributed.resources import trial_bundles
 from raygan.engine.checkpoint import load_checkpoint
+from raygan.tuning.section import clamp_to_space, perturbation_bounds
 
 pytest.importorskip("ray.tune")
 
@@ -34,7 +35,6 @@ from ray import tune  # noqa: E402
 from raygan.core.report import report_fields, scalar_fields  # noqa: E402
 from raygan.engine.history import read_history  # noqa: E402
 from raygan.tuning.experiment import (  # noqa: E402
-    clamp_to_space,
     make_scheduler,
     param_space,
     run_experiment,
@@ -184,6 +184,13 @@ def test_perturbed_knobs_stay_in_their_domains() -> None:
     assert out == {"raygan": {}, "mixture.sigma": 0.1, "evolution.tournament_size": 4, "seed": 9}
     assert clamp_to_space(bounds, {"mixture.sigma": 0.0001, "evolution.tournament_size": 3}) == {
         "mixture.sigma": 0.001, "evolution.tournament_size": 3}
+    # the bounds come from the domains: randint's high is exclusive, listed values are not bounded
+    space = {"mixture.sigma": {"loguniform": [0.001, 0.1]},
+             "evolution.tournament_size": {"randint": [2, 5]},
+             "evolution.lr_mutation_probability": {"choice": [0.1, 0.5]}}
+    pbt = config_from_dict({"training": {"rule": "lipizzaner-selection"},
+                            "tune": {"scheduler": "pbt", "space": space}})
+    assert perturbation_bounds(pbt.tune) == bounds
 
 
 def test_relative_paths_mean_the_directory_the_worker_started_in() -> None:

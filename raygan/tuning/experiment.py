@@ -21,9 +21,10 @@ from ray.tune import Callback, CheckpointConfig, FailureConfig, ResultGrid, Sync
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from raygan.config import RunConfig, SearchDomain
+from raygan.config import RunConfig
 from raygan.engine.task import check_inputs
 from raygan.metrics.catalog import best_scores, format_scores
+from raygan.tuning.section import SearchDomain, clamp_to_space, perturbation_bounds
 from raygan.tuning.trainable import (
     CoevolutionTrainable,
     run_config_of,
@@ -102,17 +103,6 @@ def param_space(config: RunConfig, sweep: bool) -> dict[str, Any]:
     return trial_config(config, space)
 
 
-def clamp_to_space(
-    bounds: dict[str, tuple[float, float]], config: dict[str, Any]
-) -> dict[str, Any]:
-    """Keep perturbed knobs inside their domains (PBT multiplies by 0.8 / 1.2 unbounded)."""
-    out = dict(config)
-    for key, (low, high) in bounds.items():
-        value = min(max(out[key], low), high)
-        out[key] = int(round(value)) if isinstance(out[key], int) else value
-    return out
-
-
 def make_scheduler(config: RunConfig) -> TrialScheduler:
     """The scheduler named by `tune.scheduler`, deciding on `generation` (results' time)."""
     t = config.tune
@@ -126,12 +116,7 @@ def make_scheduler(config: RunConfig) -> TrialScheduler:
     if t.scheduler == "none":
         return FIFOScheduler()
     mutable = t.mutable()
-    bounds = {
-        k: (d.values()[0], d.values()[1] - (1 if d.randint is not None else 0))
-        for k, d in mutable.items()
-        if d.choice is None and d.grid is None
-    }
-    explore = functools.partial(clamp_to_space, bounds)
+    explore = functools.partial(clamp_to_space, perturbation_bounds(t))
     # Tune's schedulers, exploiting without leaving a stale STOP behind (see the module)
     from raygan.tuning.schedulers import PB2, PopulationBasedTraining
 
@@ -145,7 +130,7 @@ def make_scheduler(config: RunConfig) -> TrialScheduler:
             custom_explore_fn=explore,
         )
     mutations: dict[str, Any] = {
-        k: list(d.values()) if d.choice is not None or d.grid is not None else _domain(d)
+        k: list(d.values()) if d.listed else _domain(d)
         for k, d in mutable.items()
     }
     return PopulationBasedTraining(
@@ -220,7 +205,7 @@ def build_tuner(
     t = config.tune
     storage = storage_path or config.output.storage_path
     keep = config.output.keep_checkpoints
-    if keep is None and not (sweep and t.scheduler in ("pbt", "pb2")):
+    if keep is None and not (sweep and t.perturbs):
         keep = 2
     run_config = tune.RunConfig(
         name=name or config.name,

@@ -1,0 +1,62 @@
+"""Typed, frozen run configuration loaded from YAML.
+
+Every section is a frozen dataclass. `load_config` reads a YAML file, applies `--set a.b=value`
+overrides and builds the dataclasses, rejecting unknown keys and bad values with a
+`ConfigError` that names the key and what is allowed. Nothing here imports torch or ray.
+
+* `sections`: one dataclass per YAML section, each checking its own keys (`tune` is
+  `raygan.tuning.section`'s: the search space and the scheduler policy);
+* `schema`: `RunConfig`, the checks across sections and the settings derived from them;
+* `coerce`: plain dicts to dataclasses, key by key and type by type;
+* `loader`: YAML files, overrides and configs saved by earlier versions.
+"""
+
+from raygan.config.coerce import REMOVED, RENAMED
+from raygan.config.loader import config_from_saved, load_config, parse_override, yaml_load
+from raygan.config.schema import RunConfig, config_from_dict, inert_options
+from raygan.config.sections import (
+    BCE_COMPATIBLE,
+    DataConfig,
+    DatasetName,
+    EvolutionConfig,
+    GridConfig,
+    LossesConfig,
+    LossName,
+    MetricsConfig,
+    MixtureConfig,
+    NetworkName,
+    NetworksConfig,
+    OutputConfig,
+    ResourcesConfig,
+    RuleName,
+    TrainingConfig,
+)
+from raygan.errors import ConfigError
+
+__all__ = [
+    "BCE_COMPATIBLE",
+    "REMOVED",
+    "RENAMED",
+    "ConfigError",
+    "DataConfig",
+    "DatasetName",
+    "EvolutionConfig",
+    "GridConfig",
+    "LossName",
+    "LossesConfig",
+    "MetricsConfig",
+    "MixtureConfig",
+    "NetworkName",
+    "NetworksConfig",
+    "OutputConfig",
+    "ResourcesConfig",
+    "RuleName",
+    "RunConfig",
+    "TrainingConfig",
+    "config_from_dict",
+    "config_from_saved",
+    "inert_options",
+    "load_config",
+    "parse_override",
+    "yaml_load",
+]

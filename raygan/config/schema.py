@@ -1,0 +1,203 @@
+"""`RunConfig`: the whole run, its checks across sections and the settings derived from them.
+
+A `RunConfig` holds one dataclass per YAML section (`raygan.config.sections`, and the `tune`
+section of `raygan.tuning.section`). Its `__post_init__` checks what no single section can:
+options that only act under other settings, metric names against the data set, the tune
+space's values, the scheduler's decision points against the evaluation schedule.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from raygan.config.coerce import build, plain, set_dotted
+from raygan.config.sections import (
+    DataConfig,
+    EvolutionConfig,
+    GridConfig,
+    LossesConfig,
+    MetricsConfig,
+    MixtureConfig,
+    NetworksConfig,
+    OutputConfig,
+    ResourcesConfig,
+    TrainingConfig,
+)
+from raygan.errors import ConfigError, check
+from raygan.metrics import catalog
+from raygan.tuning.section import TuneSection, check_against_metrics
+
+
+def inert_options(config: RunConfig) -> dict[str, str]:
+    """The options that nothing reads under `config`'s other settings, with the reason."""
+    evo, rule = config.evolution, config.training.rule
+    out: dict[str, str] = {}
+    if not (rule == "lipizzaner-selection" or (rule == "own" and evo.selection)):
+        out["evolution.tournament_size"] = (
+            f"rule {rule!r} holds no tournaments (only 'lipizzaner-selection', and 'own' with "
+            "evolution.selection: true, do)")
+    mutation = {"multiplicative": "evolution.lr_mutation_sigma",
+                "additive": "evolution.lr_additive_sigma"}
+    for kind, key in mutation.items():
+        if evo.lr_mutation != kind:
+            out[key] = f"evolution.lr_mutation is {evo.lr_mutation!r}, not {kind!r}"
+    if evo.lr_mutation == "none":
+        out["evolution.lr_mutation_probability"] = "evolution.lr_mutation is 'none'"
+    return out
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole coevolution run."""
+
+    name: str = "raygan"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    networks: NetworksConfig = field(default_factory=NetworksConfig)
+    losses: LossesConfig = field(default_factory=LossesConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    tune: TuneSection = field(default_factory=TuneSection)
+
+    def __post_init__(self) -> None:
+        check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        check(
+            self.networks.kind != "dcgan" or not self.data.is_toy,
+            "networks.kind",
+            f"'dcgan' needs image data, but data.name is {self.data.name!r}",
+        )
+        check_against_metrics(self.tune, self.metrics.every)
+        # figures are drawn from an evaluation's samples, so copies can only be kept at one
+        every = self.metrics.every
+        check(
+            self.output.plot_every % every == 0,
+            "output.plot_every",
+            f"must be a multiple of metrics.every ({every}), got {self.output.plot_every}",
+        )
+        evo, rule = self.evolution, self.training.rule
+        for key in ("selection", "replacement"):
+            check(
+                rule == "own" or not getattr(evo, key),
+                f"evolution.{key}",
+                f"only training.rule 'own' has this option; rule {rule!r} "
+                + ("selects by itself" if rule == "lipizzaner-selection" else "never selects")
+                + ": set it false",
+            )
+        self._check_inert()
+        self._check_metrics()
+        self._check_space()
+
+    def _check_inert(self) -> None:
+        """An option set away from its default where nothing reads it is an error, not silence
+        (`inert_options` says where each one acts)."""
+        for key, why in inert_options(self).items():
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            default = getattr(type(getattr(self, section))(), name)
+            check(value == default, key, f"is set to {value!r} but cannot act: {why}")
+
+    def _check_metrics(self) -> None:
+        """Every metric name must be in the catalog and apply to the data set."""
+        data = self.data.name
+        for i, name in enumerate(self.metrics.names or ()):
+            problem = catalog.check_name(name, data)
+            check(problem is None, f"metrics.names[{i}]", str(problem))
+        for key, chosen in (("metrics.rank_by", self.metrics.rank_by),
+                            ("mixture.objective", self.mixture.objective)):
+            problem = None if chosen is None else catalog.check_name(chosen, data)
+            check(problem is None, key, str(problem))
+        check(
+            self.rank_by in self.metric_names,
+            "metrics.rank_by",
+            f"{self.rank_by!r} is not among the reported metrics.names "
+            f"({', '.join(self.metric_names)}); add it there",
+        )
+        needs_inception = "fid_inception" in (*self.metric_names, self.mixture_objective)
+        check(
+            not needs_inception or self.metrics.inception_weights is not None,
+            "metrics.inception_weights",
+            f"fid_inception (data set {data!r}) needs Inception-v3 weights: "
+            + catalog.INCEPTION_HELP,
+        )
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics every evaluation reports (`metrics.names` or the data set's default)."""
+        return self.metrics.names or catalog.default_names(self.data.name)
+
+    @property
+    def rank_by(self) -> str:
+        """The metric that ranks cells (and, by default, trials)."""
+        return self.metrics.rank_by or catalog.default_rank_by(self.data.name)
+
+    @property
+    def mixture_objective(self) -> str:
+        """The metric the mixture ES optimises."""
+        return self.mixture.objective or catalog.default_objective(self.data.name)
+
+    @property
+    def eval_samples(self) -> int:
+        """Samples drawn per evaluation (`metrics.samples`, else 2,500 toy / 1,000 images)."""
+        if self.metrics.samples is not None:
+            return self.metrics.samples
+        return 2500 if self.data.is_toy else 1000
+
+    @property
+    def tune_metric(self) -> str:
+        """The result key trials are ranked by: `tune.metric`, else the best `rank_by`."""
+        return self.tune.metric or catalog.result_key(self.rank_by)
+
+    @property
+    def tune_mode(self) -> Literal["min", "max"]:
+        """`tune.mode`, else the ranking metric's direction."""
+        if self.tune.mode is not None:
+            return self.tune.mode
+        name = self.tune_metric.removeprefix(catalog.BEST_PREFIX)
+        return "min" if catalog.lower_is_better(name) else "max"
+
+    def _check_space(self) -> None:
+        """Each listed value, lowest and highest draw of `tune.space` must give a valid config."""
+        if not self.tune.space:
+            return
+        base = self.to_dict()
+        base["tune"] = {}  # the candidates carry no space, so this does not recurse
+        for key, domain in self.tune.space.items():
+            for value in domain.extremes():
+                data = copy.deepcopy(base)
+                set_dotted(data, key, value)
+                try:
+                    config_from_dict(data)
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"tune.space.{key}: the value {value!r} is not allowed ({exc})"
+                    ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists) that round-trips through `config_from_dict`."""
+        return plain(dataclasses.asdict(self))
+
+    def replace(self, **overrides: Any) -> RunConfig:
+        """Copy with dotted-key overrides, e.g. `cfg.replace(**{"grid.rows": 3})`."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            set_dotted(data, key, value)
+        return config_from_dict(data)
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Build a validated `RunConfig` from a nested dict.
+
+    Raises:
+        ConfigError: on an unknown key or a value that is not allowed.
+    """
+    return typing.cast(RunConfig, build(RunConfig, data))
+
