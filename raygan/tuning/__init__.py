@@ -6,7 +6,10 @@
   handling, progress lines) and `raygan resume`;
 * `board`: TensorBoard logs; `history`: the Parquet population history;
 * `results`: offline access (trials, `ResultGrid`, checkpoints, samples of the best mixture);
-* `report`: the trials table and the static HTML page of `raygan report`.
+* `report`: the trials table and the static HTML page of `raygan report`;
+* `lineage`, `evolution`: the tables and figures of a grid's evolution in that page (learning
+  rates, losses, genealogy, mixture weights, the ranking metric and its floor).
 
-Importing `raygan.tuning` alone does not import Ray (`history` and `board` never do).
+Importing `raygan.tuning` alone does not import Ray (`history`, `board`, `lineage` and
+`evolution` never do).
 """
