@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from browser import check_page, chromium
 from conftest import assert_same_state, tiny_toy_config
 
 from raygan.cli import main
@@ -39,7 +40,7 @@ from raygan.tuning.experiment import (  # noqa: E402
     param_space,
     run_experiment,
 )
-from raygan.tuning.report import exploit_records  # noqa: E402
+from raygan.tuning.report import exploit_records, write_report  # noqa: E402
 from raygan.tuning.results import latest_checkpoint, load_trials  # noqa: E402
 from raygan.tuning.trainable import (  # noqa: E402
     CoevolutionTrainable,
@@ -316,6 +317,29 @@ def test_sample_writes_the_best_mixture(trained: Path, tmp_path: Path) -> None:
     (trial,) = _trial_dirs(trained)
     assert main(["sample", str(trial), "-n", "64", "--out", str(tmp_path / "b.npy")]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), samples)  # same seed, same draw
+
+
+EVOLUTION_TITLES = ("Learning rates", "Generator losses", "Genealogy", "Mixture weights",
+                    "Ranking metric (mode_tvd)")
+
+
+def test_report_shows_the_evolution_and_renders_in_chromium(trained: Path, tmp_path: Path) -> None:
+    page, _ = write_report(trained, tmp_path / "report.html")
+    text = page.read_text()
+    assert all(f"<b>{title}.</b>" in text for title in EVOLUTION_TITLES)
+    assert text.count("<figure>") == len(EVOLUTION_TITLES)  # every panel drew a figure
+    if chromium() is None:
+        pytest.skip("no chromium binary on PATH (.ci/run installs Debian's chromium)")
+    # the probe must see a broken image and a script error, or its silence below means nothing
+    spoiled = tmp_path / "spoiled.html"
+    spoiled.write_text(text.replace("</body>", '<img alt="bad" src="data:image/png;base64,AAAA">'
+                                    "<script>undefinedName();</script></body>"))
+    control = check_page(spoiled)
+    assert control["broken"] == ["bad"] and any("undefinedName" in e for e in control["errors"])
+
+    checked = check_page(page, screenshot=tmp_path / "report.png")
+    assert checked == {"images": text.count("<img"), "broken": [], "errors": []}
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_train_refuses_an_existing_experiment(

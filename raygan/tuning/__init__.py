@@ -8,7 +8,10 @@
 * `experiment`: `Tuner`s for `raygan train` / `raygan tune` (schedulers, checkpoints, failure
   handling, progress lines) and `raygan resume`;
 * `results`: offline access (trials, `ResultGrid`, checkpoints, samples of the best mixture);
-* `report`: the trials table and the static HTML page of `raygan report`.
+* `report`: the trials table and the static HTML page of `raygan report`;
+* `lineage`, `evolution`: the tables and figures of a grid's evolution in that page (learning
+  rates, losses, genealogy, mixture weights, the ranking metric and its floor).
 
-Importing `raygan.tuning` alone does not import Ray (`section` never does).
+Importing `raygan.tuning` alone does not import Ray (`section`, `lineage` and `evolution` never
+do).
 """

@@ -2,7 +2,9 @@
 
 The page is one self-contained file (figures embedded as PNG data): the trials table, the
 metric curves of every trial, the PBT exploit records (if any), and per trial its latest
-samples, per-cell samples (images) and per-cell score heatmap. Built offline from the
+samples, per-cell samples (images), per-cell score heatmap and the evolution of its grid
+(learning rates, losses, genealogy, mixture weights, the ranking metric against its real-data
+floor; `raygan.tuning.evolution`, from `history.parquet`). Built offline from the
 experiment directory (no Ray cluster).
 """
 
@@ -166,7 +168,31 @@ _STYLE = (
     "td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%;text-align:left}"
     "img{max-width:560px;margin:4px;vertical-align:top}"
     ".best{background:#eef8ee}"
+    "figure{margin:1em 0}figure img{max-width:100%}"
+    "figcaption,.note{font-size:90%;color:#333;max-width:900px}"
 )
+
+
+def evolution_html(trial: TrialRecord) -> str:
+    """The trial's evolution section, drawn from its `history.parquet` (see
+    `raygan.tuning.evolution`): every figure with its caption, or why it is left out."""
+    from raygan.engine.history import HISTORY_FILE, read_history
+    from raygan.tuning.evolution import evolution_panels  # matplotlib only when rendering
+
+    head = f"<h3>Evolution of {html.escape(trial.trial_id)}</h3>"
+    path = trial.path / HISTORY_FILE
+    if not path.is_file():
+        return head + f"<p>no {HISTORY_FILE} yet (written with every checkpoint)</p>"
+    panels = evolution_panels(read_history(path), trial.config.grid.cols, trial.config.rank_by)
+    parts = [head]
+    for panel in panels:
+        caption = f"<b>{html.escape(panel.title)}.</b> {html.escape(panel.caption)}"
+        if panel.figure is None:
+            parts.append(f"<p class='note'>{caption}</p>")
+        else:
+            parts.append(f"<figure>{_img(_png(panel.figure), panel.title)}"
+                         f"<figcaption>{caption}</figcaption></figure>")
+    return "\n".join(parts)
 
 
 def render_html(experiment: Path, trials: list[TrialRecord]) -> str:
@@ -204,6 +230,7 @@ def render_html(experiment: Path, trials: list[TrialRecord]) -> str:
                      + (f"<br>error: {html.escape(trial.error)}" if trial.error else "") + "</p>")
         figures = sorted(p for p in trial.path.glob("*.png") if "_gen" not in p.stem)
         parts.append("".join(_file_img(p) for p in figures) or "<p>no figures yet</p>")
+        parts.append(evolution_html(trial))
     parts.append("</body></html>")
     return "\n".join(parts)
 
