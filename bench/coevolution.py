@@ -154,15 +154,27 @@ def overrides(table: Table, setting: str, seed: int) -> list[str]:
 
 
 def run_key(name: str, setting: str, seed: int, over: list[str], base: str) -> str:
-    """Identity of a run in the results file: the hash of its resolved config, so that any
-    change to what it trains (an override, or an edit of the base YAML) is a new run, and an
-    edit that trains the same thing is not. Where results go (`output`) and sweeps (`tune`)
-    train nothing and are left out."""
-    resolved = load_config(base, over).to_dict()
-    for section in ("output", "tune"):
-        resolved.pop(section)
-    digest = hashlib.sha1(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:8]
+    """Identity of a run in the results file: the hash of the settings its resolved config
+    changes from raygan's defaults, so that any change to what it trains (an override, or an
+    edit of the base YAML) is a new run, while an edit that trains the same thing is not, nor
+    a new option whose default keeps the old behaviour. Where results go (`output`) and sweeps
+    (`tune`) train nothing and are left out."""
+    changed = _changed(load_config(base, over).to_dict(), RunConfig().to_dict())
+    changed = {k: v for k, v in changed.items() if k.split(".")[0] not in ("output", "tune")}
+    digest = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
     return f"{name}/{setting}/seed{seed}/{digest}"
+
+
+def _changed(config: dict[str, Any], defaults: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The dotted keys of `config` whose values differ from `defaults`."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            out.update(_changed(value, default, f"{prefix}{key}."))
+        elif value != default:
+            out[prefix + key] = value
+    return out
 
 
 def train(config: RunConfig, threads: int = 1, seconds: float | None = None) -> dict[str, Any]:

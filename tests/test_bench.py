@@ -89,6 +89,11 @@ def test_run_key_follows_what_the_run_trains(tmp_path: Path) -> None:
     edited = tmp_path / "edited.yaml"
     edited.write_text(base.read_text().replace("batch_size: 500", "batch_size: 400"))
     assert coevolution.run_key("t", "own", 1, over, str(edited)) != key
+    # only what differs from raygan's defaults counts, so a new option at its default (which
+    # keeps the old behaviour) leaves every committed run's key alone
+    changed = coevolution._changed({"a": {"x": 1, "new": 0}, "b": 2}, {"a": {"x": 0, "new": 0},
+                                                                       "b": 2})
+    assert changed == {"a.x": 1}
 
 
 def test_runs_of_an_earlier_table_definition_do_not_count() -> None:
