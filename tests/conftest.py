@@ -43,6 +43,8 @@ RULE_OVERRIDES: dict[str, dict[str, object]] = {
     "own": {"training.rule": "own", "evolution.selection": True, "evolution.replacement": True},
     "fresh": {"training.rule": "fresh", "training.exchange_every": 3},
     "live": {"training.rule": "live"},
+    # mu 2: two parents per step after the first (6 offspring), the D step split between them
+    "egan": {"training.rule": "egan", "evolution.egan_mu": 2, "losses.mutation": "generation"},
 }
 """Every training rule, with the options that make it do all it can (tests run each)."""
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from raygan.config.coerce import build, plain, set_dotted
 from raygan.config.sections import (
+    BCE_COMPATIBLE,
     DataConfig,
     EvolutionConfig,
     GridConfig,
@@ -47,6 +48,13 @@ def inert_options(config: RunConfig) -> dict[str, str]:
             out[key] = f"evolution.lr_mutation is {evo.lr_mutation!r}, not {kind!r}"
     if evo.lr_mutation == "none":
         out["evolution.lr_mutation_probability"] = "evolution.lr_mutation is 'none'"
+    if rule != "egan":
+        for key in ("evolution.egan_gamma", "evolution.egan_mu"):
+            out[key] = f"only training.rule 'egan' reads it, not {rule!r}"
+    else:
+        out["losses.mutation"] = (
+            "rule 'egan' trains one offspring per loss of losses.generator every step; it draws "
+            "no loss")
     return out
 
 
@@ -93,6 +101,8 @@ class RunConfig:
                 + ": set it false",
             )
         self._check_inert()
+        if rule == "egan":
+            self._check_egan()
         self._check_metrics()
         self._check_space()
 
@@ -104,6 +114,23 @@ class RunConfig:
             value = getattr(getattr(self, section), name)
             default = getattr(type(getattr(self, section))(), name)
             check(value == default, key, f"is set to {value!r} but cannot act: {why}")
+
+    def _check_egan(self) -> None:
+        """E-GAN's losses read D as a probability, and its first step has one offspring per loss."""
+        odd = [name for name in self.losses.generator if name not in BCE_COMPATIBLE]
+        check(
+            not odd,
+            "losses.generator",
+            f"rule 'egan' evolves offspring of {', '.join(BCE_COMPATIBLE)} only (its fitness reads "
+            f"D's output as a probability); drop {', '.join(odd)}",
+        )
+        n = len(self.losses.generator)
+        check(
+            self.evolution.egan_mu <= n,
+            "evolution.egan_mu",
+            f"must be <= the {n} losses of losses.generator (the first step of a generation "
+            f"spawns one offspring per loss from the one centre), got {self.evolution.egan_mu}",
+        )
 
     def _check_metrics(self) -> None:
         """Every metric name must be in the catalog and apply to the data set."""

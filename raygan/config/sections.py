@@ -7,6 +7,7 @@ The defaults here are the defaults of every run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +19,7 @@ DatasetName = Literal[
     "ring8", "grid25", "mnist5k", "digits8x8", "mnist", "fashion_mnist", "cifar10", "celeba"
 ]
 NetworkName = Literal["mlp", "dcgan"]
-RuleName = Literal["lipizzaner", "lipizzaner-selection", "own", "fresh", "live"]
+RuleName = Literal["lipizzaner", "lipizzaner-selection", "own", "fresh", "live", "egan"]
 """Training rules (raygan.core.rules; ALGORITHM.md "Training rules")."""
 BCE_COMPATIBLE: tuple[str, ...] = ("minimax", "heuristic", "least_squares")
 
@@ -138,9 +139,20 @@ class EvolutionConfig:
     lr_min: float = 1e-6
     lr_max: float = 1e-2
     replacement: bool = False
+    # rule "egan" only: the weight of E-GAN's diversity term in its fitness F = Fq + gamma * Fd
+    # (maximised; 2.0 is the authors' ring-of-8 script, see raygan.core.rules.egan), and how
+    # many offspring survive each step as the next parents
+    egan_gamma: float = 2.0
+    egan_mu: int = 1
 
     def __post_init__(self) -> None:
         check(self.tournament_size >= 1, "evolution.tournament_size", "must be >= 1")
+        check(
+            math.isfinite(self.egan_gamma) and self.egan_gamma >= 0,
+            "evolution.egan_gamma",
+            f"must be a finite number >= 0, got {self.egan_gamma}",
+        )
+        check(self.egan_mu >= 1, "evolution.egan_mu", f"must be >= 1, got {self.egan_mu}")
         check(self.fitness_sample_size >= 2, "evolution.fitness_sample_size", "must be >= 2")
         check(
             0.0 <= self.lr_mutation_probability <= 1.0,
@@ -188,7 +200,8 @@ class TrainingConfig:
     # drawn per batch from the neighbourhood), "lipizzaner-selection" (tournament-selected
     # clones train against each other, kept only if better), "own" (each cell's own pair;
     # evolution.selection/replacement optional), "fresh" (lipizzaner with neighbours refreshed
-    # every exchange_every batches), "live" (neighbour copies trained in the cell too)
+    # every exchange_every batches), "live" (neighbour copies trained in the cell too), "egan"
+    # (E-GAN: every step one offspring of G per loss, the fittest survive; D trains in place)
     rule: RuleName = "lipizzaner"
     d_every: int = 1  # D steps on every n-th batch only (the reference MNIST configs use 2)
     exchange_every: int | None = None  # rule "fresh": batches between neighbour refreshes

@@ -36,7 +36,6 @@ from raygan.core.networks import build_networks
 from raygan.core.report import CellReport
 from raygan.core.rules import get_rule
 from raygan.core.rules.base import FitnessBatch, Generation, Pairing, Tally, side_report
-from raygan.core.rules.base import train_batches as run_batches
 
 Snapshot = dict[str, Any]
 """What a cell publishes: {"cell", "g", "d", "g_ema" (numpy weights), "g_lr", "d_lr", "g_loss",
@@ -286,7 +285,7 @@ class Cell:
             self._receive(snapshots)
             run.exchanges += 1
         stop = run.next_batch + batches
-        run_batches(run.gen, run.pairing, run.next_batch, stop, run.tally)
+        self.rule.train(run.gen, run.pairing, run.next_batch, stop, run.tally)
         run.next_batch = min(stop, len(run.gen.batches))
 
     def finish(self, generation: int) -> CellReport:

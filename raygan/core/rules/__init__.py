@@ -2,12 +2,13 @@
 
 One rule per file, each a `Rule` (see `base.py`) registered here by its `training.rule` name.
 A new rule is a new file and one line in `RULES`; `Cell` only calls `begin`, trains the
-batches and calls `end`.
+batches (`Rule.train`) and calls `end`.
 """
 
 from __future__ import annotations
 
 from raygan.core.rules.base import Rule
+from raygan.core.rules.egan import Egan
 from raygan.core.rules.fresh import Fresh
 from raygan.core.rules.lipizzaner import Lipizzaner
 from raygan.core.rules.live import Live
@@ -15,7 +16,7 @@ from raygan.core.rules.own import Own
 from raygan.core.rules.selection import LipizzanerSelection
 
 RULES: dict[str, type[Rule]] = {
-    rule.name: rule for rule in (Lipizzaner, LipizzanerSelection, Own, Fresh, Live)
+    rule.name: rule for rule in (Lipizzaner, LipizzanerSelection, Own, Fresh, Live, Egan)
 }
 
 

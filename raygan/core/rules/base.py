@@ -4,7 +4,8 @@ A rule (one class per file in this package) answers two questions for one cell a
 generation. `begin` says who trains against whom: a `Pairing` of trainee generators and
 discriminators and the adversary pools they draw from each batch. `end` says which networks
 become the cell's centre afterwards: an `Outcome`. The batches in between are the same loop for
-every rule (`train_batches`), so a rule is selection and replacement, not a GAN loop.
+every rule (`train_batches`), so a rule is selection and replacement, not a GAN loop; the one
+exception, `egan`, whose selection happens every step, overrides `Rule.train`.
 """
 
 from __future__ import annotations
@@ -167,9 +168,20 @@ class Rule:
         """Which networks become the centres after training."""
         raise NotImplementedError
 
+    def train(self, gen: Generation, pairing: Pairing, start: int, stop: int, tally: Tally) -> None:
+        """Train batches `start..stop-1`: the shared loop `train_batches`, unless a rule has its
+        own step (`egan`)."""
+        train_batches(gen, pairing, start, stop, tally)
 
-def vary(gen: Generation, ind: Individual) -> bool:
+
+def vary(gen: Generation, ind: Individual, draw_loss: bool = True) -> bool:
     """Learning-rate mutation (written into the optimizer) and the per-generation loss draw.
+
+    Args:
+        gen: the generation.
+        ind: the individual to mutate in place.
+        draw_loss: draw a generator's loss (with `losses.mutation: generation`); False for rules
+            that set the losses themselves (`egan`).
 
     Returns:
         Whether the learning rate was mutated.
@@ -186,7 +198,7 @@ def vary(gen: Generation, ind: Individual) -> bool:
         lr_max=evo.lr_max,
     )
     ops.set_optimizer_lr(ind.optimizer, ind.lr)
-    if ind.loss and losses.mutation == "generation":
+    if draw_loss and ind.loss and losses.mutation == "generation":
         ind.loss = ops.draw_loss(losses.generator, gen.rng)
     return record.mutated
 
