@@ -44,6 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from raygan.core import operators as ops
@@ -101,22 +102,29 @@ def egan_fitness(
     params = [p for p in discriminator.parameters() if p.requires_grad]
     if not params:
         raise ValueError("E-GAN's diversity term needs a discriminator with trainable parameters")
-    bce = get_loss("heuristic").discriminator
     out = []
     with torch.enable_grad():
-        real_logits = discriminator(real)
+        # BCE's gradient is its real term's (the same for every offspring) plus its fake term's
+        real_term = -F.logsigmoid(discriminator(real)).mean()
+        real_grad = _flat_grad(real_term, params)
         for fake in fakes:
             fake_logits = discriminator(fake.detach())
             quality = float(torch.sigmoid(fake_logits.detach()).mean())
-            grads = torch.autograd.grad(
-                bce(real_logits, fake_logits), params, retain_graph=True, allow_unused=True
-            )
-            flat = torch.cat([g.flatten() for g in grads if g is not None])
-            norm = float(torch.linalg.vector_norm(flat))
+            fake_grad = _flat_grad(-F.logsigmoid(-fake_logits).mean(), params)
+            norm = float(torch.linalg.vector_norm(real_grad + fake_grad))
             diversity = math.inf if norm == 0 else -math.log(norm)
             total = quality + gamma * diversity if gamma else quality
             out.append(EganFitness(quality, diversity, total))
     return out
+
+
+def _flat_grad(loss: Tensor, params: Sequence[Tensor]) -> Tensor:
+    """The gradient of `loss` with respect to `params`, flattened into one vector (zeros for a
+    parameter `loss` does not depend on)."""
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return torch.cat([
+        (torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)
+    ])
 
 
 def select_survivors(fitness: Sequence[float], mu: int) -> list[int]:
