@@ -51,7 +51,8 @@ class CellReport:
         generation, cell: which generation and cell.
         rule: the training rule that ran.
         g, d: the generator's and the discriminator's side (see `SideReport`).
-        g_loss: the new G centre's loss; g_loss_counts: G steps per loss (all trainees).
+        g_loss: the new G centre's loss; g_loss_counts: G steps per loss (all trainees; rule
+            `egan`: per loss, the offspring that survived a step).
         mixture_members: the cells whose generators the mixture draws on, this cell first.
         mixture_weights: their weights after this generation's ES step.
         mixture_score: the objective the ES step minimises (of the kept weights).
