@@ -98,8 +98,9 @@ def main(out: Path) -> None:
 
     The facts: `workers` (the two worker node ids), `before` / `after` (the cells' nodes when
     the node was lost / at the end), `removed`, `replacement`, `status` and `failures` of the
-    trial, `generation` of its last checkpoint and `differences` from the uninterrupted local
-    run (empty when the history and every cell's state are identical).
+    trial, `error` (the traceback of its failure), `generation` of its last checkpoint and
+    `differences` from the uninterrupted local run (empty when the history and every cell's
+    state are identical).
     """
     reference = Controller(CONFIG, LocalCellPool(CONFIG))
     while not reference.done:
@@ -138,12 +139,17 @@ def main(out: Path) -> None:
         facts = {
             **loser.facts, "workers": [w.node_id for w in workers], "status": record.status,
             "failures": record.failures, "errors": len(results.errors),
+            "error": _read(record.path / "error.txt"),
             "generation": controller["generation"], "differences": differences,
         }
     finally:
         ray.shutdown()
         cluster.shutdown()
     (out / "facts.json").write_text(json.dumps(facts, indent=1))
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
 
 
 def _without_seconds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -61,8 +61,10 @@ def test_a_lost_node_ends_in_the_uninterrupted_state_after_tune_restores_the_tri
     assert sorted(facts["before"].count(node) for node in workers) == [2, 2]
     # the restored trial's cells run on the surviving worker and the replacement
     assert set(facts["after"]) == (workers - {removed}) | {replacement}
-    # the pool could not rerun the generation (its restart point was on the lost node), so
-    # Tune restored the trial once, from its last checkpoint, and it ran to the end
+    # the pool could not rerun the generation (its restart point was on the lost node) and
+    # said so at once, so Tune restored the trial from its last checkpoint, and it ran on
+    assert "generation 3: the cells' restart point" in facts["error"], facts["error"][-3000:]
+    assert "after cell actor failures" not in facts["error"]  # no retries in vain first
     assert (facts["status"], facts["failures"], facts["errors"]) == ("TERMINATED", 1, 0)
     assert facts["generation"] == 6
     assert facts["differences"] == []  # history, scores and every cell as uninterrupted
