@@ -350,10 +350,14 @@ def test_a_damaged_checkpoint_restores_the_trial_from_the_one_before(
     (record,) = load_trials(path)
     assert record.status == "TERMINATED" and record.failures == 1
     # generation 4's checkpoint was torn, so the trial went back to generation 3's (Tune keeps
-    # two) and reported generations 4 and 5 again
+    # two) and reported generations 4 on again; how many rows of the killed attempt survive in
+    # result.json depends on when Tune had synced it
     results_file = record.path / "result.json"
     reported = [json.loads(line)["generation"] for line in results_file.read_text().splitlines()]
-    assert reported == [1, 2, 3, 4, 5, *range(4, GENERATIONS + 1)]
+    rerun = list(range(4, GENERATIONS + 1))
+    first = reported[: len(reported) - len(rerun)]
+    assert reported[len(first):] == rerun, reported
+    assert first in ([1, 2, 3], [1, 2, 3, 4], [1, 2, 3, 4, 5]), reported
     # one line in the trial process's output names the damaged file and the one used instead
     logs = Path(ray._private.worker._global_node.get_logs_dir_path())
     lines = [line for log in logs.glob("worker-*.err") for line in log.read_text().splitlines()
