@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import subprocess
 import sys
 import time
@@ -228,6 +229,135 @@ def test_actor_killed_between_and_during_generations(
     assert [s["generation"] for s in controller.summaries] == [0, 1, 2]
     assert _without_seconds(controller.history) == _without_seconds(history)
     assert_same_state(pool.state_dicts(), states)
+
+
+class _ChaosMonkey:
+    """Kills cell actors of a `RayCellPool` at planned moments of a run.
+
+    A moment is `(generation, phase, wait, cell)`. Phase "between" kills the actor before the
+    controller's step for `generation`. Phases "generation" (`run_generation`), "rounds"
+    (`run_rounds`) and "evaluation" (`evaluate`) kill it just before the driver's `wait`-th
+    `ray.get` inside that call, counted from 1: the call's tasks are submitted, so the kill
+    lands while they run; the waits of the pool's recovery count on, so a later `wait` kills
+    during a retry (probing the actors, rolling them back, or the rerun itself).
+    """
+
+    def __init__(self, pool: Any, plan: list[tuple[int, str, int, int]],
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+        import raygan.distributed.pool as pool_module
+
+        self.pool = pool
+        self.plan = set(plan)
+        self.killed: list[tuple[int, str, int, int]] = []
+        self.generation = 0
+        self._phase: str | None = None
+        self._waits = 0
+        real_get = pool_module.ray.get
+
+        def get(*args: Any, **kwargs: Any) -> Any:
+            if self._phase is not None:
+                self._waits += 1
+                self._kill(self._phase, self._waits)
+            return real_get(*args, **kwargs)
+
+        # the pool module's `ray`, with `get` counted; every other name is Ray's own
+        monkeypatch.setattr(pool_module, "ray", _RayWith(get))
+        for name, phase in (("run_generation", "generation"), ("run_rounds", "rounds"),
+                            ("evaluate", "evaluation")):
+            monkeypatch.setattr(pool, name, self._within(phase, getattr(pool, name)))
+
+    def _within(self, phase: str, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._phase, self._waits = phase, 0
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self._phase = None
+        return call
+
+    def _kill(self, phase: str, wait: int) -> None:
+        for moment in sorted(self.plan):
+            if moment[:3] == (self.generation, phase, wait):
+                ray.kill(self.pool.actors[moment[3]], no_restart=True)
+                self.killed.append(moment)
+
+    def run(self, controller: Controller) -> None:
+        """Run the controller to the end, killing at the planned moments."""
+        while not controller.done:
+            self.generation = controller.generation
+            self._kill("between", 0)
+            controller.step()
+
+
+class _RayWith:
+    """The `ray` module with `get` replaced."""
+
+    def __init__(self, get: Any) -> None:
+        self.get = get
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(ray, name)
+
+
+def _chaos_plan(
+    seed: int, generations: int, evaluated: list[int], phase: str
+) -> list[tuple[int, str, int, int]]:
+    """Seeded kill moments (see `_ChaosMonkey`) of one run whose generations run in `phase`.
+
+    One kill between generations, one during an evaluation, and two in one generation: the
+    first while its tasks run (mid-round for "rounds"), the second somewhere in the recovery
+    from the first.
+    """
+    rng = random.Random(seed)
+    between, twice = rng.sample(range(generations), 2)
+    first, second = rng.sample(range(4), 2)
+    # run_rounds waits for its begin tasks (1), then for all its rounds' tasks (2)
+    running = 2 if phase == "rounds" else 1
+    # the recovery's waits: one probe per actor, the roll-back, the rerun (rounds: two waits)
+    recovery = (running + 1, running + 6 + (phase == "rounds"))
+    return [
+        (between, "between", 0, rng.randrange(4)),
+        (rng.choice(evaluated), "evaluation", 1, rng.randrange(4)),
+        (twice, phase, running, first),
+        (twice, phase, rng.randint(*recovery), second),
+    ]
+
+
+@pytest.mark.parametrize("rule", ["lipizzaner", "fresh"])
+def test_random_actor_kills_end_in_the_uninterrupted_state(
+    ray_session: None, rule: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raygan.distributed import RayCellPool
+
+    # every kill costs an actor restart, a worker process start (seconds): a few per run
+    generations = 20
+    config = tiny_toy_config(**{
+        **RULE_OVERRIDES[rule], "training.generations": generations, "training.max_batches": 6,
+        "metrics.every": 2, "resources.cpus_per_cell": 0.5, "training.g_ema": 0.9,
+    })
+    local = LocalCellPool(config)
+    expected = Controller(config, local)
+    _run(expected)
+
+    evaluated = [g for g in range(generations) if (g + 1) % 2 == 0]
+    phase = "rounds" if rule == "fresh" else "generation"
+    # seed 10: the second kill of generation 1 hits an actor the recovery's probe has just
+    # seen alive (lipizzaner), or the rerun's rounds (fresh)
+    plan = _chaos_plan(seed=10, generations=generations, evaluated=evaluated, phase=phase)
+    if rule == "fresh":  # kills between generations and in evaluations are the same for every
+        plan = [moment for moment in plan if moment[1] == phase]  # rule: the other run has them
+    ray_pool = RayCellPool(config)
+    try:
+        monkey = _ChaosMonkey(ray_pool, plan, monkeypatch)
+        controller = Controller(config, ray_pool)
+        monkey.run(controller)
+        assert sorted(monkey.killed) == sorted(plan), "a planned kill did not happen"
+        assert ray_pool.restarts == len(plan)  # and each dead actor was recreated once
+        assert _without_seconds(controller.history) == _without_seconds(expected.history)
+        assert _without_seconds(controller.summaries) == _without_seconds(expected.summaries)
+        assert_same_state(ray_pool.state_dicts(), local.state_dicts())
+    finally:
+        ray_pool.close()
 
 
 def test_error_in_cell_code_is_not_retried(pool: Any) -> None:

@@ -6,6 +6,7 @@ one test kills a `raygan train` driver that runs its own Ray instance in a subpr
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -376,6 +377,103 @@ def test_failed_trial_restarts_from_its_last_checkpoint(trained: Path, tmp_path:
     assert _final_scores(Path(path)) == _final_scores(trained)
     pd.testing.assert_frame_equal(_history(Path(path)), _history(trained))
     assert_same_state(_final_cells(Path(path)), _final_cells(trained))
+
+
+class _DamageCheckpointThenKillTrial(tune.Callback):
+    """When the trial reports generation `at`: truncates its newest checkpoint (a torn write)
+    and kills its process, so that Tune restores it from that checkpoint."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.damaged: list[Path] = []
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        if result["generation"] == self.at and not self.damaged:
+            newest = latest_checkpoint(trial.path)
+            assert newest is not None
+            newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+            self.damaged.append(newest)
+            os.kill(result["pid"], signal.SIGKILL)
+
+
+def test_a_damaged_checkpoint_restores_the_trial_from_the_one_before(
+    trained: Path, tmp_path: Path
+) -> None:
+    import ray
+
+    breaker = _DamageCheckpointThenKillTrial(at=5)
+    path, results = run_experiment(TRAIN_CONFIG, sweep=False, storage_path=str(tmp_path),
+                                   quiet=True, callbacks=[breaker])
+    (damaged,) = breaker.damaged
+    assert not results.errors
+    (record,) = load_trials(path)
+    assert record.status == "TERMINATED" and record.failures == 1
+    # generation 4's checkpoint was torn, so the trial went back to generation 3's (Tune keeps
+    # two) and reported generations 4 on again; how many rows of the killed attempt survive in
+    # result.json depends on when Tune had synced it
+    results_file = record.path / "result.json"
+    reported = [json.loads(line)["generation"] for line in results_file.read_text().splitlines()]
+    rerun = list(range(4, GENERATIONS + 1))
+    first = reported[: len(reported) - len(rerun)]
+    assert reported[len(first):] == rerun, reported
+    assert first in ([1, 2, 3], [1, 2, 3, 4], [1, 2, 3, 4, 5]), reported
+    # one line in the trial process's output names the damaged file and the one used instead
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    lines = [line for log in logs.glob("worker-*.err") for line in log.read_text().splitlines()
+             if f"{damaged} is truncated or corrupt" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(f"resuming from {damaged.parent.parent}/checkpoint_000002/"
+                             "checkpoint.pt (generation 3)"), lines[0]
+    # and the run ends exactly where the uninterrupted one did
+    assert _final_scores(Path(path)) == _final_scores(trained)
+    pd.testing.assert_frame_equal(_history(Path(path)), _history(trained))
+    assert_same_state(_final_cells(Path(path)), _final_cells(trained))
+
+
+def test_a_damaged_checkpoint_in_remote_storage_falls_back_to_an_earlier_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import pyarrow.fs
+    import ray.tune.trainable.trainable as tune_trainable
+
+    from raygan.engine.checkpoint import CheckpointError, save_checkpoint
+    from raygan.engine.controller import Controller
+    from raygan.engine.pool import LocalCellPool
+
+    monkeypatch.setattr(tune_trainable, "DEFAULT_STORAGE_PATH", str(tmp_path / "logs"))
+    config = tiny_toy_config(**{"training.generations": 3})
+    # a trial's checkpoints after generations 1, 2, 3, in a "bucket" only reachable through a
+    # pyarrow filesystem (Tune downloads such checkpoints, as from S3)
+    trial = tmp_path / "bucket" / "trial"
+    controller = Controller(config, LocalCellPool(config))
+    first_cells: list[dict[str, Any]] = []
+    for index in range(3):
+        controller.step()
+        cells = copy.deepcopy(controller.pool.state_dicts())  # the pool's live tensors
+        first_cells = first_cells or cells
+        save_checkpoint(trial / f"checkpoint_{index:06d}" / "checkpoint.pt", config,
+                        controller.state_dict(), cells)
+    for index in (1, 2):  # the newest two are damaged: the oldest one is the good one
+        (trial / f"checkpoint_{index:06d}" / "checkpoint.pt").write_bytes(b"torn")
+    bucket = pyarrow.fs.SubTreeFileSystem(str(tmp_path / "bucket"), pyarrow.fs.LocalFileSystem())
+
+    trainable = CoevolutionTrainable(config=trial_config(config))
+    try:
+        trainable.restore(tune.Checkpoint("trial/checkpoint_000002", filesystem=bucket))
+        assert trainable.controller.generation == trainable.iteration == 1
+        assert_same_state(trainable.pool.state_dicts(), first_cells)
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("raygan:")]
+        assert len(lines) == 1 and lines[0].startswith(
+            "raygan: trial/checkpoint_000002/checkpoint.pt is truncated or corrupt"), lines
+        assert lines[0].endswith(
+            "resuming from trial/checkpoint_000000/checkpoint.pt (generation 1)"), lines
+        (trial / "checkpoint_000000" / "checkpoint.pt").write_bytes(b"torn")
+        with pytest.raises(CheckpointError, match="no earlier good checkpoint in trial$"):
+            trainable.restore(tune.Checkpoint("trial/checkpoint_000002", filesystem=bucket))
+    finally:
+        trainable.stop()
 
 
 def test_killed_driver_then_resume_gives_the_same_final_metrics(

@@ -302,6 +302,9 @@ class RayCellPool:
         """Recreate dead actors, roll every cell back to the restart point, re-publish.
 
         Returns the inputs rewritten to the new snapshot handles.
+
+        Raises:
+            RuntimeError: when the restart point itself is gone (lost with a node).
         """
         for i in dead:
             self.restarts += 1
@@ -313,7 +316,16 @@ class RayCellPool:
             self.actors[i] = self._new_actor(i)
         # every cell back to the same consistent point, so the retry repeats the generation
         # exactly and nothing is counted twice
-        ray.get([a.load_state_dict.remote(s) for a, s in zip(self.actors, self._states)])
+        try:
+            ray.get([a.load_state_dict.remote(s) for a, s in zip(self.actors, self._states)])
+        except ObjectLostError as exc:
+            # the states live in the object store of the node their actor ran on; with that
+            # node gone no retry can bring them back, so fail now, with the way out
+            raise RuntimeError(
+                f"{what}: the cells' restart point (their states after the last completed "
+                f"generation) was lost with a node ({type(exc).__name__}); resume the run from "
+                "its last checkpoint (Tune restores a trial by itself, up to tune.max_failures)"
+            ) from exc
         old = self._handle_cell
         fresh = self.publish()
         try:

@@ -20,15 +20,19 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 from ray import tune
+from ray.train import Checkpoint as StoredCheckpoint  # Tune's checkpoints are these too
 from ray.tune import PlacementGroupFactory
 
 from raygan.config import RunConfig, config_from_saved
 from raygan.distributed.resources import trial_bundles
-from raygan.engine.checkpoint import load_checkpoint
+from raygan.engine.checkpoint import CheckpointError, load_checkpoint
 from raygan.engine.controller import GenerationSummary
 from raygan.engine.pool import CellPool
 from raygan.engine.run import CHECKPOINT, Run
@@ -41,6 +45,8 @@ BASE_KEY = "raygan"
 # sections a checkpoint must share with the trial that loads it (PBT clones within a shape)
 _STRUCTURE = ("grid", "networks", "data")
 _PATH_KEYS = ("data.root", "metrics.cache_dir", "metrics.inception_weights")
+_CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")  # Tune's names for a trial's checkpoints
+_SCHEMES = {"s3": "s3://", "gcs": "gs://"}  # pyarrow filesystem type -> URI prefix
 
 
 def trial_config(config: RunConfig, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -148,13 +154,39 @@ class CoevolutionTrainable(tune.Trainable):
         """The engine's checkpoint; also refreshes the Parquet history and flushes TensorBoard."""
         self.run.save(Path(checkpoint_dir) / CHECKPOINT)
 
+    def restore(self, checkpoint_path: Any) -> None:
+        """Tune's restore, remembering where the checkpoint is stored (see `load_checkpoint`)."""
+        # Tune hands `load_checkpoint` a local directory (a download when the storage is
+        # remote); the previous checkpoints are found next to the stored one
+        self._restoring = getattr(checkpoint_path, "checkpoint", checkpoint_path)
+        try:
+            super().restore(checkpoint_path)
+        finally:
+            self._restoring = None
+
     def load_checkpoint(self, checkpoint: Any) -> None:
         """Restore the cells and the controller from `save_checkpoint`'s directory.
 
         The trial's current config wins (after a PBT exploit it holds the perturbed knobs); the
-        checkpoint must describe the same grid, networks and data.
+        checkpoint must describe the same grid, networks and data. A truncated or corrupt
+        checkpoint is reported in one line naming the file, and the newest good checkpoint
+        before it in the same trial directory is loaded instead (Tune keeps at least two).
         """
-        saved, controller_state, cell_states = load_checkpoint(Path(checkpoint) / CHECKPOINT)
+        try:
+            saved, controller_state, cell_states = load_checkpoint(Path(checkpoint) / CHECKPOINT)
+        except CheckpointError as exc:
+            stored = _stored_checkpoint(getattr(self, "_restoring", None), checkpoint)
+            # name the stored file, not the temporary download of a remote one
+            reason = str(exc).replace(
+                str(Path(checkpoint) / CHECKPOINT), _location(stored.filesystem, stored.path)
+            )
+            (saved, controller_state, cell_states), previous = _previous_good(stored, reason)
+            generation = int(controller_state["generation"])
+            print(f"raygan: {reason}; resuming from {previous} (generation {generation})",
+                  file=sys.stderr, flush=True)
+            # Tune set the iteration from the damaged checkpoint's result; one step is one
+            # generation, so the count restarts where the loaded checkpoint stands
+            self._iteration = generation
         for section in _STRUCTURE:
             if getattr(saved, section) != getattr(self.run_config, section):
                 raise ValueError(
@@ -172,3 +204,48 @@ class CoevolutionTrainable(tune.Trainable):
     def cleanup(self) -> None:
         """Release the pool (its actors, if any) and close the event file."""
         self.run.close()
+
+
+def _stored_checkpoint(restoring: Any, local_dir: Any) -> StoredCheckpoint:
+    """Where the checkpoint being restored is stored: what Tune handed `restore`, else the
+    local directory `load_checkpoint` got (a direct call outside Tune)."""
+    if isinstance(restoring, StoredCheckpoint):
+        return restoring
+    return StoredCheckpoint.from_directory(str(restoring or local_dir))
+
+
+def _location(fs: pyarrow.fs.FileSystem, checkpoint_dir: str) -> str:
+    """The checkpoint file of a stored checkpoint directory, as a path or URI."""
+    return f"{_SCHEMES.get(fs.type_name, '')}{checkpoint_dir.rstrip('/')}/{CHECKPOINT}"
+
+
+def _previous_good(
+    stored: StoredCheckpoint, reason: str
+) -> tuple[tuple[RunConfig, dict[str, Any], list[dict[str, Any]]], str]:
+    """The newest readable checkpoint written before `stored` in the same trial directory.
+
+    Returns:
+        The loaded checkpoint and where it is stored.
+
+    Raises:
+        CheckpointError: `reason` (the damaged file, one line) when there is none.
+    """
+    fs = stored.filesystem or pyarrow.fs.LocalFileSystem()
+    parent, name = stored.path.rstrip("/").rsplit("/", 1)
+    own = _CHECKPOINT_DIR.match(name)
+    earlier = []
+    if own is not None:  # not a trial's checkpoint_NNNNNN: there is no "before" to go back to
+        for info in fs.get_file_info(pyarrow.fs.FileSelector(parent)):
+            match = _CHECKPOINT_DIR.match(info.base_name)
+            if match and info.type == pyarrow.fs.FileType.Directory and (
+                int(match.group(1)) < int(own.group(1))
+            ):
+                earlier.append((int(match.group(1)), info.path))
+    for _, path in sorted(earlier, reverse=True):
+        # a remote checkpoint is downloaded to a temporary directory, removed after loading
+        with StoredCheckpoint(path, filesystem=fs).as_directory() as local:
+            try:
+                return load_checkpoint(Path(local) / CHECKPOINT), _location(fs, path)
+            except (FileNotFoundError, CheckpointError):
+                continue  # damaged too, or deleted meanwhile: try the one before
+    raise CheckpointError(f"{reason}; no earlier good checkpoint in {parent}")
