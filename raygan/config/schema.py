@@ -47,6 +47,20 @@ def inert_options(config: RunConfig) -> dict[str, str]:
             out[key] = f"evolution.lr_mutation is {evo.lr_mutation!r}, not {kind!r}"
     if evo.lr_mutation == "none":
         out["evolution.lr_mutation_probability"] = "evolution.lr_mutation is 'none'"
+    if config.losses.feature_matching and config.losses.discriminator == "bce":
+        for key in ("generator", "mutation"):
+            out[f"losses.{key}"] = (
+                "losses.feature_matching replaces G's loss and losses.discriminator 'bce' "
+                "fixes D's")
+    nets = config.networks
+    if not nets.minibatch_discrimination:
+        for key in ("minibatch_kernels", "minibatch_kernel_dims"):
+            out[f"networks.{key}"] = "networks.minibatch_discrimination is false"
+    if nets.kind != "dcgan":
+        out["networks.g_norm"] = (
+            f"the {nets.kind!r} generator has no normalisation layers (only 'dcgan' has)")
+    if nets.g_norm != "virtual_batch":
+        out["networks.vbn_reference_size"] = "networks.g_norm is not 'virtual_batch'"
     return out
 
 
@@ -92,6 +106,14 @@ class RunConfig:
                 + ("selects by itself" if rule == "lipizzaner-selection" else "never selects")
                 + ": set it false",
             )
+        check(
+            not self.losses.feature_matching
+            or self.networks.kind != "mlp"
+            or self.networks.hidden_layers >= 1
+            or self.networks.minibatch_discrimination,
+            "losses.feature_matching",
+            "needs an intermediate D layer to match, but networks.hidden_layers is 0",
+        )
         self._check_inert()
         self._check_metrics()
         self._check_space()
