@@ -9,6 +9,8 @@ what the plain loop did.
 
 from __future__ import annotations
 
+import typing
+
 import torch
 from torch import Tensor, nn
 
@@ -43,30 +45,35 @@ def generator_loss(
     return loss.generator(discriminator(fake))
 
 
-class ParameterHistory(nn.Module):
+_MEAN = "history_mean_"
+_COUNT = "history_count"
+
+
+class ParameterHistory:
     """Running mean of a network's parameters over its optimiser steps (historical averaging).
 
-    Attached to the network as the submodule `history` (`attach_history`), its buffers
-    (`mean_<i>` for the i-th parameter, `count`) are part of the network's state: checkpoints,
-    clones and neighbour snapshots carry the mean with the weights. The mean starts at the
-    parameters' values when attached (count 1) and takes in the values after every step.
+    A view on buffers of the network itself (`history_mean_<i>` for its i-th parameter,
+    `history_count`), added by `attach_history`: checkpoints, clones and neighbour snapshots
+    carry the mean with the weights. (Buffers rather than a submodule, which an
+    `nn.Sequential` would run as a layer.) The mean starts at the parameters' values when
+    attached (count 1) and takes in their values after every step.
 
     Args:
-        params: the network's parameters, in `parameters()` order.
+        net: a network with `attach_history` applied.
     """
 
-    count: Tensor
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+        self.size = len(list(net.parameters()))
 
-    def __init__(self, params: list[nn.Parameter]) -> None:
-        super().__init__()
-        self.size = len(params)
-        for i, p in enumerate(params):
-            self.register_buffer(f"mean_{i}", p.detach().clone())
-        self.register_buffer("count", torch.ones((), dtype=torch.int64))
+    @property
+    def count(self) -> Tensor:
+        """How many parameter values the mean holds (int64 scalar)."""
+        return typing.cast(Tensor, getattr(self.net, _COUNT))
 
     def means(self) -> list[Tensor]:
-        """The running mean of each parameter."""
-        return [getattr(self, f"mean_{i}") for i in range(self.size)]
+        """The running mean of each parameter, in `parameters()` order."""
+        return [typing.cast(Tensor, getattr(self.net, f"{_MEAN}{i}")) for i in range(self.size)]
 
     def penalty(self, params: list[nn.Parameter]) -> Tensor:
         """`sum_i ||theta_i - mean_i||^2` (differentiable in the parameters)."""
@@ -81,15 +88,17 @@ class ParameterHistory(nn.Module):
 
 
 def attach_history(net: nn.Module) -> None:
-    """Give `net` a `ParameterHistory` starting at its current parameters (idempotent)."""
-    if not isinstance(getattr(net, "history", None), ParameterHistory):
-        net.history = ParameterHistory(list(net.parameters()))
+    """Give `net` a running mean of its parameters, starting at their values (idempotent)."""
+    if history_of(net) is not None:
+        return
+    for i, p in enumerate(net.parameters()):
+        net.register_buffer(f"{_MEAN}{i}", p.detach().clone())
+    net.register_buffer(_COUNT, torch.ones((), dtype=torch.int64))
 
 
 def history_of(net: nn.Module) -> ParameterHistory | None:
     """`net`'s parameter history, None when it keeps none."""
-    history = getattr(net, "history", None)
-    return history if isinstance(history, ParameterHistory) else None
+    return ParameterHistory(net) if isinstance(getattr(net, _COUNT, None), Tensor) else None
 
 
 def step(ind: Individual, loss: Tensor, historical_averaging: float) -> Tensor:
