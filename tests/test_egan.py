@@ -254,9 +254,13 @@ def test_d_steps_on_fakes_of_every_survivor() -> None:
     assert not torch.equal(_weights(cell.d.net), before) and tally.d_steps == 1
 
 
-def test_a_short_ring8_run_trains_without_nan() -> None:
+@pytest.mark.parametrize("techniques", [{}, {"losses.real_label": 0.9,
+                                             "training.historical_averaging": 0.1}],
+                         ids=["plain", "smoothing+averaging"])
+def test_a_short_ring8_run_trains_without_nan(techniques: dict[str, float]) -> None:
     config = tiny_toy_config(**{
         "training.rule": "egan", "training.generations": 3, "grid.rows": 1, "grid.cols": 2,
+        **techniques,
     })
     pool = LocalCellPool(config)
     controller = Controller(config, pool)
@@ -287,6 +291,8 @@ BAD = [
      "losses.mutation: is set to 'batch' but cannot act: rule 'egan' trains one offspring"),
     (["evolution.egan_gamma=0.5"],
      "evolution.egan_gamma: is set to 0.5 but cannot act: only training.rule 'egan' reads it"),
+    (["training.rule=egan", "losses.feature_matching=true"],
+     "losses.feature_matching: is set to True but cannot act: rule 'egan' selects among"),
     (["training.rule=live", "evolution.egan_mu=2"],
      "evolution.egan_mu: is set to 2 but cannot act: only training.rule 'egan' reads it, not"),
 ]

@@ -55,6 +55,22 @@ def inert_options(config: RunConfig) -> dict[str, str]:
         out["losses.mutation"] = (
             "rule 'egan' trains one offspring per loss of losses.generator every step; it draws "
             "no loss")
+        out["losses.feature_matching"] = (
+            "rule 'egan' selects among offspring trained with the losses of losses.generator")
+    if config.losses.feature_matching and config.losses.discriminator == "bce":
+        for key in ("generator", "mutation"):
+            out[f"losses.{key}"] = (
+                "losses.feature_matching replaces G's loss and losses.discriminator 'bce' "
+                "fixes D's")
+    nets = config.networks
+    if not nets.minibatch_discrimination:
+        for key in ("minibatch_kernels", "minibatch_kernel_dims"):
+            out[f"networks.{key}"] = "networks.minibatch_discrimination is false"
+    if nets.kind != "dcgan":
+        out["networks.g_norm"] = (
+            f"the {nets.kind!r} generator has no normalisation layers (only 'dcgan' has)")
+    if nets.g_norm != "virtual_batch":
+        out["networks.vbn_reference_size"] = "networks.g_norm is not 'virtual_batch'"
     return out
 
 
@@ -100,6 +116,14 @@ class RunConfig:
                 + ("selects by itself" if rule == "lipizzaner-selection" else "never selects")
                 + ": set it false",
             )
+        check(
+            not self.losses.feature_matching
+            or self.networks.kind != "mlp"
+            or self.networks.hidden_layers >= 1
+            or self.networks.minibatch_discrimination,
+            "losses.feature_matching",
+            "needs an intermediate D layer to match, but networks.hidden_layers is 0",
+        )
         self._check_inert()
         if rule == "egan":
             self._check_egan()

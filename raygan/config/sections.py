@@ -61,9 +61,20 @@ class NetworksConfig:
     # modes of the toy mixtures need; LeakyReLU (Lipizzaner's choice) keeps images smoother
     g_activation: Literal["leaky_relu", "relu"] = "leaky_relu"
     dcgan_width: int = 64
+    # improved techniques (Salimans et al. 2016): a minibatch-discrimination layer before D's
+    # logit (MLP and DCGAN), with the reference code's 100 kernels of 5 dimensions
+    minibatch_discrimination: bool = False
+    minibatch_kernels: int = 100
+    minibatch_kernel_dims: int = 5
+    # DCGAN generator only: "virtual_batch" normalises each example with the statistics of a
+    # reference batch of latent vectors fixed at the start (vbn_reference_size of them) and
+    # of the example itself
+    g_norm: Literal["batch", "virtual_batch"] = "batch"
+    vbn_reference_size: int = 100
 
     def __post_init__(self) -> None:
-        for key in ("latent_dim", "g_hidden", "d_hidden", "dcgan_width"):
+        for key in ("latent_dim", "g_hidden", "d_hidden", "dcgan_width", "minibatch_kernels",
+                    "minibatch_kernel_dims", "vbn_reference_size"):
             value = getattr(self, key)
             check(value >= 1, f"networks.{key}", f"must be >= 1, got {value}")
         check(
@@ -83,8 +94,27 @@ class LossesConfig:
     # G); "bce": D always minimises BCE, as the reference Mustangs does
     discriminator: Literal["matching", "bce"] = "matching"
     gradient_penalty: float = 10.0  # wasserstein_gp only
+    # improved techniques (Salimans et al. 2016): G minimises the squared distance between the
+    # mean features of D's penultimate layer on real and on fake batches instead of its loss
+    # (the loss still picks D's matching loss)
+    feature_matching: bool = False
+    # D's target on real samples (one-sided label smoothing; fakes stay 0): 0.9 is the
+    # reference value, 1.0 is off; only losses with labels (BCE, least squares) can smooth
+    real_label: float = 1.0
 
     def __post_init__(self) -> None:
+        check(
+            0.5 < self.real_label <= 1.0,
+            "losses.real_label",
+            f"must be in (0.5, 1] (0.9: one-sided label smoothing, 1: off), got {self.real_label}",
+        )
+        unlabelled = [name for name in self.generator if name not in BCE_COMPATIBLE]
+        check(
+            self.real_label == 1.0 or self.discriminator == "bce" or not unlabelled,
+            "losses.real_label",
+            f"is {self.real_label} but the D losses of {', '.join(unlabelled)} have no labels "
+            "to smooth; use only " + ", ".join(BCE_COMPATIBLE) + " or leave it at 1.0",
+        )
         check(len(self.generator) >= 1, "losses.generator", "needs at least one loss")
         check(
             len(set(self.generator)) == len(self.generator),
@@ -208,8 +238,17 @@ class TrainingConfig:
     # decay per step of the generator's weight average (0 = off); cells sample, publish for
     # mixtures and are scored on the average, which removes the jitter of the live weights
     g_ema: float = 0.0
+    # historical averaging (Salimans et al. 2016): weight w of the penalty
+    # w * ||theta - mean of past theta||^2 added to every G and D step (0 = off); the running
+    # mean is part of each network's state (checkpoints, snapshots)
+    historical_averaging: float = 0.0
 
     def __post_init__(self) -> None:
+        check(
+            math.isfinite(self.historical_averaging) and self.historical_averaging >= 0,
+            "training.historical_averaging",
+            f"must be a finite number >= 0 (0: off), got {self.historical_averaging}",
+        )
         check(self.generations >= 1, "training.generations", "must be >= 1")
         check(self.batch_size >= 2, "training.batch_size", f"must be >= 2, got {self.batch_size}")
         check(self.lr_g > 0, "training.lr_g", "must be > 0")

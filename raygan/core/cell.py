@@ -36,6 +36,7 @@ from raygan.core.networks import build_networks
 from raygan.core.report import CellReport
 from raygan.core.rules import get_rule
 from raygan.core.rules.base import FitnessBatch, Generation, Pairing, Tally, side_report
+from raygan.core.techniques import attach_history
 
 Snapshot = dict[str, Any]
 """What a cell publishes: {"cell", "g", "d", "g_ema" (numpy weights), "g_lr", "d_lr", "g_loss",
@@ -163,6 +164,9 @@ class Cell:
     # -- construction helpers -------------------------------------------------------------
     def _new_pair(self, generator: torch.Generator) -> tuple[nn.Module, nn.Module]:
         g, d = build_networks(self.config.networks, self.sample_shape, generator)
+        if self.config.training.historical_averaging > 0:
+            attach_history(g)
+            attach_history(d)
         return g.to(self.device), d.to(self.device)
 
     def _individual(self, net: nn.Module, lr: float, loss: str) -> Individual:

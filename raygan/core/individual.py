@@ -62,7 +62,8 @@ class Individual:
     """One network with its own optimizer state, learning rate, loss and lineage.
 
     Attributes:
-        net: generator or discriminator.
+        net: generator or discriminator (with `training.historical_averaging` its buffers
+            also hold the running mean of its parameters: `raygan.core.techniques`).
         optimizer: its Adam optimizer; `lr` is kept in its param groups.
         lr: current learning rate.
         source: index of the cell whose networks this individual descends from.

@@ -25,17 +25,39 @@ class Loss:
         generator: fake logits -> scalar loss minimised by G.
         discriminator: (real logits, fake logits) -> scalar loss minimised by D.
         gradient_penalty: whether D's loss adds the WGAN-GP penalty.
+        labelled: (real logits, fake logits, real target) -> D's loss with the real samples'
+            target set to the given value (one-sided label smoothing); None for losses with
+            no labels (hinge, Wasserstein).
     """
 
     name: str
     generator: Callable[[Tensor], Tensor]
     discriminator: Callable[[Tensor, Tensor], Tensor]
     gradient_penalty: bool = False
+    labelled: Callable[[Tensor, Tensor, float], Tensor] | None = None
+
+    def discriminator_loss(self, real: Tensor, fake: Tensor, real_label: float = 1.0) -> Tensor:
+        """D's loss with real samples' target `real_label` (1.0: `discriminator` itself).
+
+        Raises:
+            ValueError: a target other than 1.0 for a loss without labels.
+        """
+        if real_label == 1.0:
+            return self.discriminator(real, fake)
+        if self.labelled is None:
+            raise ValueError(f"loss {self.name!r} has no labels to smooth")
+        return self.labelled(real, fake, real_label)
 
 
 def _bce_d(real: Tensor, fake: Tensor) -> Tensor:
     # -log D(x) - log(1 - D(G(z))) with D = sigmoid(logit)
     return -(F.logsigmoid(real).mean() + F.logsigmoid(-fake).mean())
+
+
+def _bce_d_labelled(real: Tensor, fake: Tensor, target: float) -> Tensor:
+    # BCE of the real logits against `target` (fakes keep target 0: one-sided smoothing)
+    on_real = target * F.logsigmoid(real) + (1.0 - target) * F.logsigmoid(-real)
+    return -(on_real.mean() + F.logsigmoid(-fake).mean())
 
 
 def _minimax_g(fake: Tensor) -> Tensor:
@@ -55,6 +77,10 @@ def _ls_d(real: Tensor, fake: Tensor) -> Tensor:
     return 0.5 * (((torch.sigmoid(real) - 1.0) ** 2).mean() + (torch.sigmoid(fake) ** 2).mean())
 
 
+def _ls_d_labelled(real: Tensor, fake: Tensor, target: float) -> Tensor:
+    return 0.5 * (((torch.sigmoid(real) - target) ** 2).mean() + (torch.sigmoid(fake) ** 2).mean())
+
+
 def _hinge_g(fake: Tensor) -> Tensor:
     return -fake.mean()
 
@@ -68,9 +94,9 @@ def _wasserstein_d(real: Tensor, fake: Tensor) -> Tensor:
 
 
 LOSSES: dict[str, Loss] = {
-    "minimax": Loss("minimax", _minimax_g, _bce_d),
-    "heuristic": Loss("heuristic", _heuristic_g, _bce_d),
-    "least_squares": Loss("least_squares", _ls_g, _ls_d),
+    "minimax": Loss("minimax", _minimax_g, _bce_d, labelled=_bce_d_labelled),
+    "heuristic": Loss("heuristic", _heuristic_g, _bce_d, labelled=_bce_d_labelled),
+    "least_squares": Loss("least_squares", _ls_g, _ls_d, labelled=_ls_d_labelled),
     "hinge": Loss("hinge", _hinge_g, _hinge_d),
     "wasserstein_gp": Loss("wasserstein_gp", _hinge_g, _wasserstein_d, gradient_penalty=True),
 }

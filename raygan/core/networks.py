@@ -1,6 +1,7 @@
 """Network registry: MLP (Lipizzaner) and DCGAN generators and discriminators.
 
-Discriminators return raw logits of shape (B,); losses apply the sigmoid where they need it.
+Discriminators return raw logits of shape (B,); losses apply the sigmoid where they need it,
+and `features(x)`, their penultimate activations (what feature matching compares).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from raygan.config import NetworksConfig
+from raygan.core.layers import MinibatchDiscrimination
 
 
 class MLPGenerator(nn.Module):
@@ -43,20 +45,47 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """Sample -> logit, LeakyReLU hidden layers."""
+    """Sample -> logit, LeakyReLU hidden layers, optionally a minibatch-discrimination layer.
 
-    def __init__(self, in_shape: tuple[int, ...], hidden: int, layers: int) -> None:
+    Args:
+        in_shape: shape of one sample.
+        hidden: width of the hidden layers.
+        layers: number of hidden layers.
+        minibatch: (kernels, kernel_dims) of a `MinibatchDiscrimination` layer between the last
+            hidden layer and the logit; None: none.
+    """
+
+    def __init__(
+        self,
+        in_shape: tuple[int, ...],
+        hidden: int,
+        layers: int,
+        minibatch: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         dims = [math.prod(in_shape)] + [hidden] * layers
         body: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
             body += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
-        body.append(nn.Linear(dims[-1], 1))
+        self.mbd: MinibatchDiscrimination | None = None
+        if minibatch is None:
+            body.append(nn.Linear(dims[-1], 1))
+        else:
+            self.mbd = MinibatchDiscrimination(dims[-1], *minibatch)
+            self.head = nn.Linear(self.mbd.out_features, 1)
         self.net = nn.Sequential(*body)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The penultimate activations (the input of the logit layer), shape (B, features)."""
+        if self.mbd is None:
+            return self.net[:-1](x.flatten(1))
+        return self.mbd(self.net(x.flatten(1)))
 
     def forward(self, x: Tensor) -> Tensor:
         """Map (B, *in_shape) samples to (B,) logits."""
-        return self.net(x.flatten(1)).squeeze(1)
+        if self.mbd is None:
+            return self.net(x.flatten(1)).squeeze(1)
+        return self.head(self.features(x)).squeeze(1)
 
 
 def reset_parameters(module: nn.Module, generator: torch.Generator) -> None:
@@ -83,10 +112,25 @@ def _build_mlp(
     g = MLPGenerator(
         cfg.latent_dim, data_shape, cfg.g_hidden, cfg.hidden_layers, tanh=images, relu=relu
     )
-    d = MLPDiscriminator(data_shape, cfg.d_hidden, cfg.hidden_layers)
+    d = MLPDiscriminator(data_shape, cfg.d_hidden, cfg.hidden_layers, minibatch=_minibatch(cfg))
     reset_parameters(g, generator)
     reset_parameters(d, generator)
+    _reset_minibatch(d, generator)
     return g, d
+
+
+def _minibatch(cfg: NetworksConfig) -> tuple[int, int] | None:
+    """(kernels, kernel_dims) of D's minibatch layer, None when it has none."""
+    if not cfg.minibatch_discrimination:
+        return None
+    return cfg.minibatch_kernels, cfg.minibatch_kernel_dims
+
+
+def _reset_minibatch(d: nn.Module, generator: torch.Generator) -> None:
+    """Draw the minibatch layer's T (after the other weights, so their draws stay as without)."""
+    for m in d.modules():
+        if isinstance(m, MinibatchDiscrimination):
+            m.reset_parameters(generator)
 
 
 def _build_dcgan(
@@ -97,10 +141,19 @@ def _build_dcgan(
     if len(data_shape) != 3:
         raise ValueError(f"dcgan needs image data (C, H, W), got shape {data_shape}")
     c, h, w = data_shape
-    g = DCGANGenerator(cfg.latent_dim, (c, h, w), width=cfg.dcgan_width)
-    d = DCGANDiscriminator((c, h, w), width=cfg.dcgan_width)
+    g = DCGANGenerator(
+        cfg.latent_dim,
+        (c, h, w),
+        width=cfg.dcgan_width,
+        norm=cfg.g_norm,
+        reference=cfg.vbn_reference_size,
+    )
+    d = DCGANDiscriminator((c, h, w), width=cfg.dcgan_width, minibatch=_minibatch(cfg))
     init_dcgan_weights(g, generator)
     init_dcgan_weights(d, generator)
+    _reset_minibatch(d, generator)
+    if g.reference_z is not None:  # the reference batch is fixed here, once
+        g.reference_z.copy_(torch.randn(g.reference_z.shape, generator=generator))
     return g, d
 
 

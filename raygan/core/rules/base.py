@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from raygan.config import RunConfig
 from raygan.core import operators as ops
+from raygan.core import techniques
 from raygan.core.individual import Individual
 from raygan.core.losses import Loss, get_loss, gradient_penalty
 from raygan.core.report import SideReport
@@ -236,22 +237,19 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
                 loss = _d_loss(cfg, pairing.gs[min(i, len(pairing.gs) - 1)].loss)
                 with torch.no_grad():
                     fake = g_adv(gen.noise(len(idx)))
-                d_loss = loss.discriminator(d.net(real), d.net(fake))
+                d_loss = loss.discriminator_loss(d.net(real), d.net(fake), cfg.losses.real_label)
                 if loss.gradient_penalty:
                     gp = gradient_penalty(d.net, real, fake, gen.torch_rng)
                     d_loss = d_loss + cfg.losses.gradient_penalty * gp
-                d.optimizer.zero_grad(set_to_none=True)
-                d_loss.backward()
-                d.optimizer.step()
+                d_loss = techniques.step(d, d_loss, cfg.training.historical_averaging)
                 tally.d_steps += 1
                 tally.d_opponents[cell] += 1
                 tally.d_loss_sum += _finite(float(d_loss.detach()), tally)
         for g in pairing.gs:
             cell, d_adv = _draw(pairing.g_adversaries, gen.rng)
-            g_loss = get_loss(g.loss).generator(d_adv(g.net(gen.noise(len(idx)))))
-            g.optimizer.zero_grad(set_to_none=True)
-            g_loss.backward()
-            g.optimizer.step()
+            fake = g.net(gen.noise(len(idx)))
+            g_loss = techniques.generator_loss(cfg.losses, get_loss(g.loss), d_adv, fake, real)
+            g_loss = techniques.step(g, g_loss, cfg.training.historical_averaging)
             g.update_ema(cfg.training.g_ema)
             tally.g_steps += 1
             tally.g_opponents[cell] += 1

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from raygan.core import operators as ops
+from raygan.core import techniques
 from raygan.core.individual import Individual
 from raygan.core.losses import get_loss
 from raygan.core.rules.base import (
@@ -223,9 +224,7 @@ class Egan(Rule):
             for child in offspring:
                 child.net.train()
                 g_loss = get_loss(child.loss).generator(d.net(child.net(z)))
-                child.optimizer.zero_grad(set_to_none=True)
-                g_loss.backward()
-                child.optimizer.step()
+                g_loss = techniques.step(child, g_loss, gen.config.training.historical_averaging)
                 child.update_ema(gen.config.training.g_ema)
                 tally.g_steps += 1
                 tally.g_opponents[gen.cell] += 1
@@ -247,13 +246,13 @@ class Egan(Rule):
             fake = torch.cat([s.net(part) for (s, _), part in zip(shares, z.split(parts))])
         real_logits = d.net(real)
         fake_logits = d.net(fake).split(parts)
+        cfg = gen.config
         d_loss = torch.stack([
-            (size / n) * _d_loss(gen.config, s.loss).discriminator(real_logits, logits)
+            (size / n) * _d_loss(cfg, s.loss).discriminator_loss(real_logits, logits,
+                                                                  cfg.losses.real_label)
             for (s, size), logits in zip(shares, fake_logits)
         ]).sum()
-        d.optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d.optimizer.step()
+        d_loss = techniques.step(d, d_loss, cfg.training.historical_averaging)
         tally.d_steps += 1
         tally.d_opponents[gen.cell] += 1
         tally.d_loss_sum += _finite(float(d_loss.detach()), tally)
