@@ -47,6 +47,18 @@ def inert_options(config: RunConfig) -> dict[str, str]:
             out[key] = f"evolution.lr_mutation is {evo.lr_mutation!r}, not {kind!r}"
     if evo.lr_mutation == "none":
         out["evolution.lr_mutation_probability"] = "evolution.lr_mutation is 'none'"
+    multi = config.losses.multi_discriminator
+    for mode, key in (("gman", "losses.gman_temperature"), ("hv", "losses.hv_delta")):
+        if multi != mode:
+            out[key] = f"losses.multi_discriminator is {multi!r}, not {mode!r}"
+    if rule in ("own", "lipizzaner-selection"):
+        out["losses.multi_discriminator"] = (
+            f"rule {rule!r} gives G a single adversary; the K discriminators come from the "
+            "neighbourhood (rules 'lipizzaner', 'fresh', 'live')")
+    elif config.grid.size == 1:
+        out["losses.multi_discriminator"] = (
+            "a 1x1 grid's neighbourhood holds one discriminator; the K discriminators come "
+            "from the neighbourhood")
     return out
 
 

@@ -7,6 +7,7 @@ The defaults here are the defaults of every run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,6 +19,8 @@ DatasetName = Literal[
     "ring8", "grid25", "mnist5k", "digits8x8", "mnist", "fashion_mnist", "cifar10", "celeba"
 ]
 NetworkName = Literal["mlp", "dcgan"]
+MultiDName = Literal["none", "avg", "gman", "hv", "mgd"]
+"""Multi-discriminator generator objectives (raygan.core.multi_d)."""
 RuleName = Literal["lipizzaner", "lipizzaner-selection", "own", "fresh", "live"]
 """Training rules (raygan.core.rules; ALGORITHM.md "Training rules")."""
 BCE_COMPATIBLE: tuple[str, ...] = ("minimax", "heuristic", "least_squares")
@@ -82,6 +85,11 @@ class LossesConfig:
     # G); "bce": D always minimises BCE, as the reference Mustangs does
     discriminator: Literal["matching", "bce"] = "matching"
     gradient_penalty: float = 10.0  # wasserstein_gp only
+    # each G step against every D of its adversary pool (the neighbourhood) at once, combined
+    # by raygan.core.multi_d: "avg", "gman", "hv", "mgd"; "none": one D drawn per step
+    multi_discriminator: MultiDName = "none"
+    gman_temperature: float = 1.0  # gman only: softmax(lambda * l_k) weights; 0 = avg
+    hv_delta: float = 1.5  # hv only: nadir eta = hv_delta * max_k l_k
 
     def __post_init__(self) -> None:
         check(len(self.generator) >= 1, "losses.generator", "needs at least one loss")
@@ -91,6 +99,17 @@ class LossesConfig:
             f"has duplicates: {list(self.generator)}",
         )
         check(self.gradient_penalty >= 0, "losses.gradient_penalty", "must be >= 0")
+        check(
+            math.isfinite(self.gman_temperature) and self.gman_temperature >= 0,
+            "losses.gman_temperature",
+            f"must be finite and >= 0 (0: plain average), got {self.gman_temperature}",
+        )
+        check(
+            math.isfinite(self.hv_delta) and self.hv_delta > 1,
+            "losses.hv_delta",
+            f"must be finite and > 1 (the nadir must lie beyond the worst loss), "
+            f"got {self.hv_delta}",
+        )
         odd = [name for name in self.generator if name not in BCE_COMPATIBLE]
         check(
             self.discriminator != "bce" or not odd,
