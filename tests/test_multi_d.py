@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 from pathlib import Path
@@ -14,7 +15,8 @@ from torch import nn
 
 from raygan.config import ConfigError, MultiDName, load_config
 from raygan.core import multi_d
-from raygan.core.losses import get_loss
+from raygan.core.local_d import LocalDiscriminators, projection_dim
+from raygan.core.losses import LOSSES, get_loss
 from raygan.engine.checkpoint import load_checkpoint
 from raygan.engine.controller import Controller
 from raygan.engine.pool import LocalCellPool
@@ -195,6 +197,18 @@ def test_an_mgd_step_lowers_every_discriminators_loss() -> None:
          ["losses.multi_discriminator", "cannot act", "single adversary"]),
         (["losses.multi_discriminator=avg", "grid.rows=1", "grid.cols=1"],
          ["losses.multi_discriminator", "cannot act", "1x1 grid"]),
+        (["losses.discriminators=global"], ["losses.discriminators", "'local'"]),
+        (["losses.discriminators=local"],
+         ["losses.discriminators", "needs losses.multi_discriminator"]),
+        (["losses.discriminators=local", "losses.multi_discriminator=avg", "losses.k=1"],
+         ["losses.k", ">= 2"]),
+        (["losses.multi_discriminator=avg", "losses.k=4"],
+         ["losses.k", "cannot act", "'neighbourhood', not 'local'"]),
+        (["losses.discriminators=local", "losses.multi_discriminator=hv",
+          "losses.generator=[heuristic, wasserstein_gp]"],
+         ["losses.discriminators", "wasserstein_gp"]),
+        (["losses.discriminators=local", "losses.multi_discriminator=hv", "data.name=mnist5k",
+          "networks.kind=dcgan"], ["losses.discriminators", "'mlp'", "'dcgan'"]),
     ],
 )
 def test_bad_multi_discriminator_options_fail_in_one_line(
@@ -206,6 +220,54 @@ def test_bad_multi_discriminator_options_fail_in_one_line(
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message, message
+
+
+def test_local_discriminators_make_a_single_pair_multi_discriminator() -> None:
+    for overrides in (["training.rule=own"], ["grid.rows=1", "grid.cols=1"]):
+        cfg = load_config(None, [*overrides, "losses.discriminators=local",
+                                 "losses.multi_discriminator=mgd", "losses.k=3"])
+        assert cfg.losses.k == 3
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_a_loss_of_k_heads_is_the_mean_of_the_heads_losses(name: str) -> None:
+    torch.manual_seed(9)
+    real, fake = torch.randn(3, 10), torch.randn(3, 10)
+    loss = LOSSES[name]
+    heads_g = torch.stack([loss.generator(fake[k]) for k in range(3)]).mean()
+    heads_d = torch.stack([loss.discriminator(real[k], fake[k]) for k in range(3)]).mean()
+    torch.testing.assert_close(loss.generator(fake), heads_g)
+    torch.testing.assert_close(loss.discriminator(real, fake), heads_d)
+
+
+def test_local_heads_train_like_k_independent_discriminators() -> None:
+    gen = torch.Generator().manual_seed(10)
+    d = LocalDiscriminators((2,), 3, 16, 2, gen)
+    assert d.get_buffer("projections").shape == (3, 2, projection_dim(2))
+    assert "projections" in d.state_dict()  # snapshots and checkpoints carry them
+    singles = [copy.deepcopy(head) for head in d.heads]
+    real, fake = torch.randn(40, 2), torch.randn(40, 2)
+    loss = get_loss("heuristic").discriminator
+    opt = torch.optim.Adam(d.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        loss(d(real), d(fake)).backward()
+        opt.step()
+    proj = d.get_buffer("projections")
+    for k, head in enumerate(singles):
+        own = torch.optim.Adam(head.parameters(), lr=1e-2)
+        for _ in range(3):
+            own.zero_grad()
+            # the mean over K heads: each head's own loss, scaled 1/K
+            (loss(head(real @ proj[k]), head(fake @ proj[k])) / 3).backward()
+            own.step()
+        for a, b in zip(head.parameters(), d.heads[k].parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    # the G step sees K = 3 losses from the one D
+    g = nn.Linear(4, 2)
+    result = multi_d.generator_step(g, torch.optim.Adam(g.parameters()), [d],
+                                    get_loss("heuristic").generator, torch.randn(8, 4), "hv")
+    assert len(result.losses) == 3
 
 
 def test_defaults_leave_the_single_adversary_step() -> None:
@@ -238,12 +300,16 @@ def test_each_mode_trains_against_the_whole_neighbourhood(rule: str, mode: str) 
         assert not torch.equal(cell.g.net.state_dict()["net.0.weight"], w0)
 
 
-@pytest.mark.parametrize(("rule", "mode"), [("lipizzaner", "hv"), ("live", "mgd"),
-                                            ("fresh", "gman")])
+@pytest.mark.parametrize(("rule", "mode", "local"), [
+    ("lipizzaner", "hv", False), ("live", "mgd", False), ("fresh", "gman", False),
+    ("own", "mgd", True), ("lipizzaner", "avg", True),
+])
 def test_resume_equals_uninterrupted_with_k_discriminators(
-    tmp_path: Path, rule: str, mode: str
+    tmp_path: Path, rule: str, mode: str, local: bool
 ) -> None:
     extra: dict[str, object] = {"training.exchange_every": 3} if rule == "fresh" else {}
+    if local:
+        extra.update({"losses.discriminators": "local", "losses.k": 3})
     cfg = tiny_toy_config(**{
         "training.generations": 4, "losses.mutation": "batch", "output.checkpoint_every": 1,
         "training.rule": rule, "losses.multi_discriminator": mode, **extra,
@@ -261,3 +327,7 @@ def test_resume_equals_uninterrupted_with_k_discriminators(
     rows = [json.loads(line)
             for line in (tmp_path / "part" / "cells.jsonl").read_text().splitlines()]
     assert all(not r["nonfinite"] for r in rows)
+    if local:  # the projections are each cell's own, and the checkpoint holds them
+        projections = [c["d"]["net"]["projections"] for c in cells_res]
+        assert projections[0].shape == (3, 2, 1)
+        assert not torch.equal(projections[0], projections[1])

@@ -51,14 +51,18 @@ def inert_options(config: RunConfig) -> dict[str, str]:
     for mode, key in (("gman", "losses.gman_temperature"), ("hv", "losses.hv_delta")):
         if multi != mode:
             out[key] = f"losses.multi_discriminator is {multi!r}, not {mode!r}"
-    if rule in ("own", "lipizzaner-selection"):
+    local = config.losses.discriminators == "local"  # one adversary is then K discriminators
+    if not local:
+        out["losses.k"] = f"losses.discriminators is {config.losses.discriminators!r}, not 'local'"
+    if not local and rule in ("own", "lipizzaner-selection"):
         out["losses.multi_discriminator"] = (
             f"rule {rule!r} gives G a single adversary; the K discriminators come from the "
-            "neighbourhood (rules 'lipizzaner', 'fresh', 'live')")
-    elif config.grid.size == 1:
+            "neighbourhood (rules 'lipizzaner', 'fresh', 'live') or, with "
+            "losses.discriminators: local, from each D's heads")
+    elif not local and config.grid.size == 1:
         out["losses.multi_discriminator"] = (
-            "a 1x1 grid's neighbourhood holds one discriminator; the K discriminators come "
-            "from the neighbourhood")
+            "a 1x1 grid's neighbourhood holds one discriminator; set losses.discriminators: "
+            "local for K local ones")
     return out
 
 
@@ -86,6 +90,12 @@ class RunConfig:
             self.networks.kind != "dcgan" or not self.data.is_toy,
             "networks.kind",
             f"'dcgan' needs image data, but data.name is {self.data.name!r}",
+        )
+        check(
+            self.losses.discriminators != "local" or self.networks.kind == "mlp",
+            "losses.discriminators",
+            f"'local' builds MLP heads on projected inputs; networks.kind must be 'mlp', "
+            f"not {self.networks.kind!r}",
         )
         check_against_metrics(self.tune, self.metrics.every)
         # figures are drawn from an evaluation's samples, so copies can only be kept at one

@@ -90,6 +90,11 @@ class LossesConfig:
     multi_discriminator: MultiDName = "none"
     gman_temperature: float = 1.0  # gman only: softmax(lambda * l_k) weights; 0 = avg
     hv_delta: float = 1.5  # hv only: nadir eta = hv_delta * max_k l_k
+    # where the K discriminators come from: "neighbourhood" (the G step's adversary pool) or
+    # "local" (every D is k MLP heads on fixed random projections of the input, the hGAN mode;
+    # a G step draws one adversary and faces its k heads)
+    discriminators: Literal["neighbourhood", "local"] = "neighbourhood"
+    k: int = 8  # local only: heads per discriminator
 
     def __post_init__(self) -> None:
         check(len(self.generator) >= 1, "losses.generator", "needs at least one loss")
@@ -103,6 +108,19 @@ class LossesConfig:
             math.isfinite(self.gman_temperature) and self.gman_temperature >= 0,
             "losses.gman_temperature",
             f"must be finite and >= 0 (0: plain average), got {self.gman_temperature}",
+        )
+        check(self.k >= 2, "losses.k", f"must be >= 2, got {self.k}")
+        check(
+            self.discriminators != "local" or self.multi_discriminator != "none",
+            "losses.discriminators",
+            "'local' needs losses.multi_discriminator (avg, gman, hv or mgd) to combine the "
+            "local discriminators",
+        )
+        check(
+            self.discriminators != "local" or "wasserstein_gp" not in self.generator,
+            "losses.discriminators",
+            "'local' cannot train wasserstein_gp critics (the gradient penalty is per critic); "
+            "drop wasserstein_gp from losses.generator",
         )
         check(
             math.isfinite(self.hv_delta) and self.hv_delta > 1,

@@ -181,14 +181,15 @@ def generator_step(
 ) -> StepResult:
     """One optimizer step of `generator` against all `discriminators` under `mode`.
 
-    One fake batch `generator(noise)` is judged by every D; `l_k = loss(D_k(fake))`. Only G's
+    One fake batch `generator(noise)` is judged by every D; `l_k = loss(D_k(fake))`, where a D
+    with K local heads (`multi_head`, `raygan.core.local_d`) counts as K discriminators. Only G's
     parameters receive gradients (`.grad` is set, then `optimizer.step()`); the Ds' gradients
     are left untouched.
 
     Args:
         generator: the trainee G.
         optimizer: G's optimizer.
-        discriminators: the K adversaries (frozen snapshots or live networks).
+        discriminators: the adversaries (frozen snapshots or live networks).
         loss: the generator loss on D logits (a `Loss.generator`).
         noise: the latent batch.
         mode: one of `MODES`.
@@ -197,11 +198,11 @@ def generator_step(
     """
     params = [p for p in generator.parameters() if p.requires_grad]
     fake = generator(noise)
-    losses = torch.stack([loss(d(fake)) for d in discriminators])
+    losses = torch.stack([term for d in discriminators for term in _verdicts(d, fake, loss)])
     grads_out: list[Tensor | None]
     if mode == "mgd":
         flat = []
-        for k in range(len(discriminators)):
+        for k in range(len(losses)):
             grads = torch.autograd.grad(losses[k], params, retain_graph=k + 1 < len(losses),
                                         allow_unused=True)
             flat.append(torch.cat([_dense(g, p).flatten() for g, p in zip(grads, params)]))
@@ -217,6 +218,13 @@ def generator_step(
         p.grad = g
     optimizer.step()
     return StepResult([float(v) for v in losses.detach()], float(value))
+
+
+def _verdicts(d: nn.Module, fake: Tensor, loss: Callable[[Tensor], Tensor]) -> list[Tensor]:
+    """One D's generator losses: one per head of a D with `multi_head` set (its logits are
+    (K, B), `raygan.core.local_d`), else the one loss of its logits."""
+    logits = d(fake)
+    return [loss(row) for row in logits] if getattr(d, "multi_head", False) else [loss(logits)]
 
 
 def _dense(grad: Tensor | None, param: Tensor) -> Tensor:

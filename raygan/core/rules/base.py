@@ -255,16 +255,20 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
 
 
 def _multi_g_step(gen: Generation, pairing: Pairing, g: Individual, n: int, tally: Tally) -> None:
-    """One step of `g` against every D of `g_adversaries` (`raygan.core.multi_d`); the tally
-    counts each D as an opponent and records the mean of the K losses."""
+    """One step of `g` against K discriminators at once (`raygan.core.multi_d`): every D of
+    `g_adversaries`, or with `losses.discriminators: local` the K heads of one D drawn from
+    it. The tally counts each D faced as an opponent and records the mean of the K losses."""
     losses = gen.config.losses
+    pool = pairing.g_adversaries
+    if losses.discriminators == "local":
+        pool = [_draw(pool, gen.rng)]
     result = multi_d.generator_step(
-        g.net, g.optimizer, [d for _, d in pairing.g_adversaries], get_loss(g.loss).generator,
-        gen.noise(n), losses.multi_discriminator, losses.gman_temperature, losses.hv_delta,
+        g.net, g.optimizer, [d for _, d in pool], get_loss(g.loss).generator, gen.noise(n),
+        losses.multi_discriminator, losses.gman_temperature, losses.hv_delta,
     )
     g.update_ema(gen.config.training.g_ema)
     tally.g_steps += 1
-    tally.g_opponents.update(cell for cell, _ in pairing.g_adversaries)
+    tally.g_opponents.update(cell for cell, _ in pool)
     tally.g_loss_sum += _finite(sum(result.losses) / len(result.losses), tally)
     _finite(result.objective, tally)
 
