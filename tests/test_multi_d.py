@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 from pathlib import Path
 from typing import get_args
 
 import pytest
 import torch
-from conftest import assert_same_state, tiny_toy_config
+from conftest import check_resume_equals_uninterrupted, tiny_toy_config
 from torch import nn
 
 from raygan.config import ConfigError, MultiDName, load_config
 from raygan.core import multi_d
 from raygan.core.local_d import LocalDiscriminators, projection_dim
 from raygan.core.losses import LOSSES, get_loss
-from raygan.engine.checkpoint import load_checkpoint
 from raygan.engine.controller import Controller
 from raygan.engine.pool import LocalCellPool
-from raygan.engine.run import train
 
 
 def test_every_mode_is_configurable() -> None:
@@ -314,20 +311,9 @@ def test_resume_equals_uninterrupted_with_k_discriminators(
         "training.generations": 4, "losses.mutation": "batch", "output.checkpoint_every": 1,
         "training.rule": rule, "losses.multi_discriminator": mode, **extra,
     })
-    train(cfg, tmp_path / "full", progress=False)
-    part = train(cfg, tmp_path / "part", stop_after=2, progress=False)
-    assert part.generation == 2
-    resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
-    assert resumed.generation == 4
-    _, ctl_full, cells_full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
-    _, ctl_res, cells_res = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
-    assert_same_state(cells_full, cells_res)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-    assert strip(ctl_full["history"]) == strip(ctl_res["history"])
-    rows = [json.loads(line)
-            for line in (tmp_path / "part" / "cells.jsonl").read_text().splitlines()]
+    cells, rows = check_resume_equals_uninterrupted(cfg, tmp_path)
     assert all(not r["nonfinite"] for r in rows)
     if local:  # the projections are each cell's own, and the checkpoint holds them
-        projections = [c["d"]["net"]["projections"] for c in cells_res]
+        projections = [c["d"]["net"]["projections"] for c in cells]
         assert projections[0].shape == (3, 2, 1)
         assert not torch.equal(projections[0], projections[1])

@@ -77,7 +77,8 @@ class NetworksConfig:
 
 @dataclass(frozen=True)
 class LossesConfig:
-    """Generator loss set (Mustangs) and how often a new one is drawn."""
+    """Generator loss set (Mustangs), how often a new one is drawn, and multi-discriminator
+    objectives (raygan.core.multi_d, raygan.core.local_d)."""
 
     generator: tuple[LossName, ...] = ("minimax", "heuristic", "least_squares")
     mutation: Literal["generation", "batch"] = "generation"
