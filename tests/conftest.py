@@ -94,6 +94,34 @@ def assert_same_state(a: Any, b: Any, where: str = "state") -> None:
         assert a == b, where
 
 
+def check_resume_equals_uninterrupted(
+    config: RunConfig, root: Path
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Train `config` whole and again stopped after 2 generations then resumed (under `root`);
+    assert both end in the same cell states and history.
+
+    Returns:
+        The resumed run's final cell states and its `cells.jsonl` rows.
+    """
+    import json
+
+    from raygan.engine.checkpoint import load_checkpoint
+    from raygan.engine.run import train
+
+    train(config, root / "full", progress=False)
+    part = train(config, root / "part", stop_after=2, progress=False)
+    assert part.generation == 2 and not (root / "part" / "final.json").exists()
+    resumed = train(config, root / "part", resume=True, progress=False)
+    assert resumed.generation == config.training.generations
+    _, ctl_full, cells_full = load_checkpoint(root / "full" / "checkpoint.pt")
+    _, ctl_res, cells_res = load_checkpoint(root / "part" / "checkpoint.pt")
+    assert_same_state(cells_full, cells_res)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(ctl_full["history"]) == strip(ctl_res["history"])
+    text = (root / "part" / "cells.jsonl").read_text()
+    return cells_res, [json.loads(line) for line in text.splitlines()]
+
+
 def _exists_only(path: str, md5: str | None = None) -> bool:
     # Stand-in for torchvision's md5 check: fake files cannot match the real checksums.
     return os.path.isfile(path)

@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import RULE_OVERRIDES, assert_same_state, tiny_toy_config
+from conftest import (
+    RULE_OVERRIDES,
+    assert_same_state,
+    check_resume_equals_uninterrupted,
+    tiny_toy_config,
+)
 
 from raygan.cli import main
 from raygan.engine.checkpoint import CheckpointError, load_checkpoint
@@ -73,19 +78,7 @@ def test_resume_equals_uninterrupted(tmp_path: Path, rule: str, g_ema: float) ->
             **RULE_OVERRIDES[rule],
         }
     )
-    train(cfg, tmp_path / "full", progress=False)
-    part = train(cfg, tmp_path / "part", stop_after=2, progress=False)
-    assert part.generation == 2 and not (tmp_path / "part" / "final.json").exists()
-    resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
-    assert resumed.generation == 4
-    _, ctl_full, cells_full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
-    _, ctl_res, cells_res = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
-    assert_same_state(cells_full, cells_res)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-    assert strip(ctl_full["history"]) == strip(ctl_res["history"])
-    rows = [
-        json.loads(line) for line in (tmp_path / "part" / "cells.jsonl").read_text().splitlines()
-    ]
+    _, rows = check_resume_equals_uninterrupted(cfg, tmp_path)
     assert [(r["generation"], r["cell"]) for r in rows] == [
         (g, c) for g in range(4) for c in range(4)
     ]

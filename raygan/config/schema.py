@@ -71,6 +71,22 @@ def inert_options(config: RunConfig) -> dict[str, str]:
             f"the {nets.kind!r} generator has no normalisation layers (only 'dcgan' has)")
     if nets.g_norm != "virtual_batch":
         out["networks.vbn_reference_size"] = "networks.g_norm is not 'virtual_batch'"
+    multi = config.losses.multi_discriminator
+    for mode, key in (("gman", "losses.gman_temperature"), ("hv", "losses.hv_delta")):
+        if multi != mode:
+            out[key] = f"losses.multi_discriminator is {multi!r}, not {mode!r}"
+    local = config.losses.discriminators == "local"  # one adversary is then K discriminators
+    if not local:
+        out["losses.k"] = f"losses.discriminators is {config.losses.discriminators!r}, not 'local'"
+    if not local and rule in ("own", "lipizzaner-selection"):
+        out["losses.multi_discriminator"] = (
+            f"rule {rule!r} gives G a single adversary; the K discriminators come from the "
+            "neighbourhood (rules 'lipizzaner', 'fresh', 'live') or, with "
+            "losses.discriminators: local, from each D's heads")
+    elif not local and config.grid.size == 1:
+        out["losses.multi_discriminator"] = (
+            "a 1x1 grid's neighbourhood holds one discriminator; set losses.discriminators: "
+            "local for K local ones")
     return out
 
 
@@ -99,6 +115,12 @@ class RunConfig:
             "networks.kind",
             f"'dcgan' needs image data, but data.name is {self.data.name!r}",
         )
+        check(
+            self.losses.discriminators != "local" or self.networks.kind == "mlp",
+            "losses.discriminators",
+            f"'local' builds MLP heads on projected inputs; networks.kind must be 'mlp', "
+            f"not {self.networks.kind!r}",
+        )
         check_against_metrics(self.tune, self.metrics.every)
         # figures are drawn from an evaluation's samples, so copies can only be kept at one
         every = self.metrics.every
@@ -125,6 +147,7 @@ class RunConfig:
             "needs an intermediate D layer to match, but networks.hidden_layers is 0",
         )
         self._check_inert()
+        self._check_combinations()
         if rule == "egan":
             self._check_egan()
         self._check_metrics()
@@ -138,6 +161,29 @@ class RunConfig:
             value = getattr(getattr(self, section), name)
             default = getattr(type(getattr(self, section))(), name)
             check(value == default, key, f"is set to {value!r} but cannot act: {why}")
+
+    def _check_combinations(self) -> None:
+        """Methods whose training steps do not compose (yet) are refused together, so no option
+        is silently dropped by another's step."""
+        losses, multi = self.losses, self.losses.multi_discriminator
+        local = losses.discriminators == "local"
+        if self.training.rule == "egan":
+            for key, on in (("losses.multi_discriminator", multi != "none"),
+                            ("losses.discriminators", local)):
+                check(not on, key, "rule 'egan' steps its offspring against the cell's own D "
+                      "only; set it back to its default")
+        if multi != "none":
+            for key, on in (("losses.feature_matching", losses.feature_matching),
+                            ("training.historical_averaging",
+                             self.training.historical_averaging > 0)):
+                check(not on, key, "does not combine with losses.multi_discriminator "
+                      f"{multi!r} (its G step is the multi-discriminator objective's)")
+        if local:
+            for key, on in (("losses.feature_matching", losses.feature_matching),
+                            ("networks.minibatch_discrimination",
+                             self.networks.minibatch_discrimination)):
+                check(not on, key, "does not combine with losses.discriminators: local (its "
+                      "discriminators are projection heads)")
 
     def _check_egan(self) -> None:
         """E-GAN's losses read D as a probability, and its first step has one offspring per loss."""

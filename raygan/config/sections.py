@@ -19,6 +19,8 @@ DatasetName = Literal[
     "ring8", "grid25", "mnist5k", "digits8x8", "mnist", "fashion_mnist", "cifar10", "celeba"
 ]
 NetworkName = Literal["mlp", "dcgan"]
+MultiDName = Literal["none", "avg", "gman", "hv", "mgd"]
+"""Multi-discriminator generator objectives (raygan.core.multi_d)."""
 RuleName = Literal["lipizzaner", "lipizzaner-selection", "own", "fresh", "live", "egan"]
 """Training rules (raygan.core.rules; ALGORITHM.md "Training rules")."""
 BCE_COMPATIBLE: tuple[str, ...] = ("minimax", "heuristic", "least_squares")
@@ -86,7 +88,8 @@ class NetworksConfig:
 
 @dataclass(frozen=True)
 class LossesConfig:
-    """Generator loss set (Mustangs) and how often a new one is drawn."""
+    """Generator loss set (Mustangs), how often a new one is drawn, and multi-discriminator
+    objectives (raygan.core.multi_d, raygan.core.local_d)."""
 
     generator: tuple[LossName, ...] = ("minimax", "heuristic", "least_squares")
     mutation: Literal["generation", "batch"] = "generation"
@@ -101,6 +104,16 @@ class LossesConfig:
     # D's target on real samples (one-sided label smoothing; fakes stay 0): 0.9 is the
     # reference value, 1.0 is off; only losses with labels (BCE, least squares) can smooth
     real_label: float = 1.0
+    # each G step against every D of its adversary pool (the neighbourhood) at once, combined
+    # by raygan.core.multi_d: "avg", "gman", "hv", "mgd"; "none": one D drawn per step
+    multi_discriminator: MultiDName = "none"
+    gman_temperature: float = 1.0  # gman only: softmax(lambda * l_k) weights; 0 = avg
+    hv_delta: float = 1.5  # hv only: nadir eta = hv_delta * max_k l_k
+    # where the K discriminators come from: "neighbourhood" (the G step's adversary pool) or
+    # "local" (every D is k MLP heads on fixed random projections of the input, the hGAN mode;
+    # a G step draws one adversary and faces its k heads)
+    discriminators: Literal["neighbourhood", "local"] = "neighbourhood"
+    k: int = 8  # local only: heads per discriminator
 
     def __post_init__(self) -> None:
         check(
@@ -122,6 +135,30 @@ class LossesConfig:
             f"has duplicates: {list(self.generator)}",
         )
         check(self.gradient_penalty >= 0, "losses.gradient_penalty", "must be >= 0")
+        check(
+            math.isfinite(self.gman_temperature) and self.gman_temperature >= 0,
+            "losses.gman_temperature",
+            f"must be finite and >= 0 (0: plain average), got {self.gman_temperature}",
+        )
+        check(self.k >= 2, "losses.k", f"must be >= 2, got {self.k}")
+        check(
+            self.discriminators != "local" or self.multi_discriminator != "none",
+            "losses.discriminators",
+            "'local' needs losses.multi_discriminator (avg, gman, hv or mgd) to combine the "
+            "local discriminators",
+        )
+        check(
+            self.discriminators != "local" or "wasserstein_gp" not in self.generator,
+            "losses.discriminators",
+            "'local' cannot train wasserstein_gp critics (the gradient penalty is per critic); "
+            "drop wasserstein_gp from losses.generator",
+        )
+        check(
+            math.isfinite(self.hv_delta) and self.hv_delta > 1,
+            "losses.hv_delta",
+            f"must be finite and > 1 (the nadir must lie beyond the worst loss), "
+            f"got {self.hv_delta}",
+        )
         odd = [name for name in self.generator if name not in BCE_COMPATIBLE]
         check(
             self.discriminator != "bce" or not odd,

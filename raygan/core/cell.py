@@ -31,6 +31,7 @@ from raygan.core.individual import (
     module_to_numpy,
     optimizer_to_numpy,
 )
+from raygan.core.local_d import LocalDiscriminators
 from raygan.core.losses import get_loss
 from raygan.core.networks import build_networks
 from raygan.core.report import CellReport
@@ -164,6 +165,10 @@ class Cell:
     # -- construction helpers -------------------------------------------------------------
     def _new_pair(self, generator: torch.Generator) -> tuple[nn.Module, nn.Module]:
         g, d = build_networks(self.config.networks, self.sample_shape, generator)
+        if self.config.losses.discriminators == "local":
+            d = LocalDiscriminators(self.sample_shape, self.config.losses.k,
+                                    self.config.networks.d_hidden,
+                                    self.config.networks.hidden_layers, generator)
         if self.config.training.historical_averaging > 0:
             attach_history(g)
             attach_history(d)

@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from raygan.config import RunConfig
+from raygan.core import multi_d, techniques
 from raygan.core import operators as ops
-from raygan.core import techniques
 from raygan.core.individual import Individual
 from raygan.core.losses import Loss, get_loss, gradient_penalty
 from raygan.core.report import SideReport
@@ -212,7 +212,8 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
     """Train the pairing's trainees on batches `start..stop-1` of the generation.
 
     Per batch: every trainee D steps (on batches `b % d_every == 0`) against fakes of a G drawn
-    from `d_adversaries`, then every trainee G steps against a D drawn from `g_adversaries`.
+    from `d_adversaries`, then every trainee G steps against a D drawn from `g_adversaries`
+    (against all of them at once under `losses.multi_discriminator`: `_multi_g_step`).
     Stops at the first non-finite loss.
     """
     cfg = gen.config
@@ -246,6 +247,9 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
                 tally.d_opponents[cell] += 1
                 tally.d_loss_sum += _finite(float(d_loss.detach()), tally)
         for g in pairing.gs:
+            if cfg.losses.multi_discriminator != "none":
+                _multi_g_step(gen, pairing, g, len(idx), tally)
+                continue
             cell, d_adv = _draw(pairing.g_adversaries, gen.rng)
             fake = g.net(gen.noise(len(idx)))
             g_loss = techniques.generator_loss(cfg.losses, get_loss(g.loss), d_adv, fake, real)
@@ -257,6 +261,25 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
         tally.batches += 1
     for d in pairing.ds:  # G steps leave gradients in live Ds; they are never stepped on
         d.optimizer.zero_grad(set_to_none=True)
+
+
+def _multi_g_step(gen: Generation, pairing: Pairing, g: Individual, n: int, tally: Tally) -> None:
+    """One step of `g` against K discriminators at once (`raygan.core.multi_d`): every D of
+    `g_adversaries`, or with `losses.discriminators: local` the K heads of one D drawn from
+    it. The tally counts each D faced as an opponent and records the mean of the K losses."""
+    losses = gen.config.losses
+    pool = pairing.g_adversaries
+    if losses.discriminators == "local":
+        pool = [_draw(pool, gen.rng)]
+    result = multi_d.generator_step(
+        g.net, g.optimizer, [d for _, d in pool], get_loss(g.loss).generator, gen.noise(n),
+        losses.multi_discriminator, losses.gman_temperature, losses.hv_delta,
+    )
+    g.update_ema(gen.config.training.g_ema)
+    tally.g_steps += 1
+    tally.g_opponents.update(cell for cell, _ in pool)
+    tally.g_loss_sum += _finite(sum(result.losses) / len(result.losses), tally)
+    _finite(result.objective, tally)
 
 
 def _draw(pool: list[tuple[int, nn.Module]], rng: np.random.Generator) -> tuple[int, nn.Module]:
