@@ -59,7 +59,7 @@ def fake_report(generation: int, cell: int, members: Sequence[int]) -> CellRepor
         g=side(cell, True, 0.7), d=side(members[-1], False, 1.3),
         g_loss="heuristic", g_loss_counts={"heuristic": 20}, exchanges=0,
         mixture_members=list(members), mixture_weights=[1.0 / k] * k, mixture_score=0.4,
-        mixture_accepted=False, steps=20, nonfinite=False, seconds=0.5,
+        mixture_accepted=False, steps=20, nonfinite=False, seconds=0.5, reconstruction=math.nan,
     )
 
 

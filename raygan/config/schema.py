@@ -69,6 +69,9 @@ def inert_options(config: RunConfig) -> dict[str, str]:
     if nets.kind != "dcgan":
         out["networks.g_norm"] = (
             f"the {nets.kind!r} generator has no normalisation layers (only 'dcgan' has)")
+    if nets.kind != "aae":
+        out["networks.aae_prior"] = (
+            f"only networks.kind 'aae' draws codes from a prior, not {nets.kind!r}")
     if nets.g_norm != "virtual_batch":
         out["networks.vbn_reference_size"] = "networks.g_norm is not 'virtual_batch'"
     multi = config.losses.multi_discriminator
@@ -172,6 +175,13 @@ class RunConfig:
                             ("losses.discriminators", local)):
                 check(not on, key, "rule 'egan' steps its offspring against the cell's own D "
                       "only; set it back to its default")
+        if self.networks.kind == "aae":  # its G step is the encoder's two phases (core.aae)
+            for key, on in (("training.rule", self.training.rule == "egan"),
+                            ("losses.multi_discriminator", multi != "none"),
+                            ("losses.feature_matching", losses.feature_matching)):
+                check(not on, key, "does not combine with networks.kind 'aae' (its G step is "
+                      "the encoder's reconstruction and regularisation phases): set it back to its "
+                      "default")
         if multi != "none":
             for key, on in (("losses.feature_matching", losses.feature_matching),
                             ("training.historical_averaging",

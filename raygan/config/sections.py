@@ -18,7 +18,7 @@ LossName = Literal["minimax", "heuristic", "least_squares", "hinge", "wasserstei
 DatasetName = Literal[
     "ring8", "grid25", "mnist5k", "digits8x8", "mnist", "fashion_mnist", "cifar10", "celeba"
 ]
-NetworkName = Literal["mlp", "dcgan"]
+NetworkName = Literal["mlp", "dcgan", "aae"]
 MultiDName = Literal["none", "avg", "gman", "hv", "mgd"]
 """Multi-discriminator generator objectives (raygan.core.multi_d)."""
 RuleName = Literal["lipizzaner", "lipizzaner-selection", "own", "fresh", "live", "egan"]
@@ -73,6 +73,9 @@ class NetworksConfig:
     # of the example itself
     g_norm: Literal["batch", "virtual_batch"] = "batch"
     vbn_reference_size: int = 100
+    # kind "aae" only: the prior codes are drawn from (raygan.core.aae): N(0, I), or 10 2-D
+    # Gaussians on a circle (latent_dim 2)
+    aae_prior: Literal["gaussian", "mixture2d"] = "gaussian"
 
     def __post_init__(self) -> None:
         for key in ("latent_dim", "g_hidden", "d_hidden", "dcgan_width", "minibatch_kernels",
@@ -83,6 +86,11 @@ class NetworksConfig:
             self.hidden_layers >= 0,
             "networks.hidden_layers",
             f"must be >= 0, got {self.hidden_layers}",
+        )
+        check(
+            self.aae_prior != "mixture2d" or self.latent_dim == 2,
+            "networks.aae_prior",
+            f"'mixture2d' is a 2-D prior; set networks.latent_dim to 2, not {self.latent_dim}",
         )
 
 

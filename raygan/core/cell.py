@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from raygan.config import RunConfig
+from raygan.core import aae
 from raygan.core import operators as ops
 from raygan.core.individual import (
     Individual,
@@ -334,6 +335,8 @@ class Cell:
             steps=tally.batches,
             exchanges=run.exchanges,
             nonfinite=tally.nonfinite,
+            reconstruction=tally.reconstruction_sum / max(tally.g_steps, 1)
+            if self.config.networks.kind == "aae" else math.nan,
             seconds=time.perf_counter() - run.start_time,
         )
 
@@ -352,8 +355,7 @@ class Cell:
         return batches if cap is None else batches[:cap]
 
     def _noise(self, n: int) -> Tensor:
-        z = torch.randn(n, self.config.networks.latent_dim, generator=self.torch_rng)
-        return z.to(self.device)
+        return aae.latent(self.config.networks, n, self.torch_rng).to(self.device)
 
     def _fitness_batch(self) -> FitnessBatch:
         data = self.task.data
@@ -369,6 +371,8 @@ class Cell:
         for n in nets:
             n.eval()
         evo = self.config.evolution
+        if self.config.networks.kind == "aae":  # encoders' codes of the data against prior codes
+            gs, batch = [aae.encoder_of(g) for g in gs], (batch[1], batch[0])
         try:
             return ops.all_vs_all_fitness(
                 list(gs), list(ds), *batch, get_loss(evo.fitness_loss), evo.fitness_aggregation
@@ -407,7 +411,7 @@ class Cell:
         """
         self._receive(snapshots)
         gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.config.networks.latent_dim, generator=gen).to(self.device)
+        z = aae.latent(self.config.networks, n, gen).to(self.device)
         weights = self.mixture_weights
         if centre_only or not self.config.mixture.enabled:
             weights = np.eye(len(weights))[0]

@@ -1,4 +1,5 @@
-"""Network registry: MLP (Lipizzaner) and DCGAN generators and discriminators.
+"""Network registry: MLP (Lipizzaner) and DCGAN generators and discriminators, and adversarial
+autoencoders (`raygan.core.aae`: an autoencoder as the G side, a latent discriminator as D).
 
 Discriminators return raw logits of shape (B,); losses apply the sigmoid where they need it,
 and `features(x)`, their penultimate activations (what feature matching compares).
@@ -112,21 +113,23 @@ def _build_mlp(
     g = MLPGenerator(
         cfg.latent_dim, data_shape, cfg.g_hidden, cfg.hidden_layers, tanh=images, relu=relu
     )
-    d = MLPDiscriminator(data_shape, cfg.d_hidden, cfg.hidden_layers, minibatch=_minibatch(cfg))
+    d = MLPDiscriminator(
+        data_shape, cfg.d_hidden, cfg.hidden_layers, minibatch=minibatch_layer(cfg)
+    )
     reset_parameters(g, generator)
     reset_parameters(d, generator)
-    _reset_minibatch(d, generator)
+    reset_minibatch(d, generator)
     return g, d
 
 
-def _minibatch(cfg: NetworksConfig) -> tuple[int, int] | None:
+def minibatch_layer(cfg: NetworksConfig) -> tuple[int, int] | None:
     """(kernels, kernel_dims) of D's minibatch layer, None when it has none."""
     if not cfg.minibatch_discrimination:
         return None
     return cfg.minibatch_kernels, cfg.minibatch_kernel_dims
 
 
-def _reset_minibatch(d: nn.Module, generator: torch.Generator) -> None:
+def reset_minibatch(d: nn.Module, generator: torch.Generator) -> None:
     """Draw the minibatch layer's T (after the other weights, so their draws stay as without)."""
     for m in d.modules():
         if isinstance(m, MinibatchDiscrimination):
@@ -148,22 +151,31 @@ def _build_dcgan(
         norm=cfg.g_norm,
         reference=cfg.vbn_reference_size,
     )
-    d = DCGANDiscriminator((c, h, w), width=cfg.dcgan_width, minibatch=_minibatch(cfg))
+    d = DCGANDiscriminator((c, h, w), width=cfg.dcgan_width, minibatch=minibatch_layer(cfg))
     init_dcgan_weights(g, generator)
     init_dcgan_weights(d, generator)
-    _reset_minibatch(d, generator)
+    reset_minibatch(d, generator)
     if g.reference_z is not None:  # the reference batch is fixed here, once
         g.reference_z.copy_(torch.randn(g.reference_z.shape, generator=generator))
     return g, d
 
 
-NETWORKS: dict[str, NetworkBuilder] = {"mlp": _build_mlp, "dcgan": _build_dcgan}
+def _build_aae(
+    cfg: NetworksConfig, data_shape: tuple[int, ...], generator: torch.Generator
+) -> tuple[nn.Module, nn.Module]:
+    from raygan.core.aae import build_aae  # it builds on this module's networks
+
+    return build_aae(cfg, data_shape, generator)
+
+
+NETWORKS: dict[str, NetworkBuilder] = {"mlp": _build_mlp, "dcgan": _build_dcgan, "aae": _build_aae}
 
 
 def build_networks(
     cfg: NetworksConfig, data_shape: tuple[int, ...], generator: torch.Generator
 ) -> tuple[nn.Module, nn.Module]:
-    """Build a freshly initialised (generator, discriminator) pair.
+    """Build a freshly initialised (generator, discriminator) pair (for `aae`: autoencoder,
+    latent discriminator).
 
     Args:
         cfg: architecture settings.

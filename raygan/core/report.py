@@ -60,6 +60,9 @@ class CellReport:
         steps: batches trained.
         exchanges: neighbour refreshes during the generation (rule `fresh`).
         nonfinite: a NaN/inf loss stopped training.
+        reconstruction: `networks.kind: aae`: the mean reconstruction error (MSE per element)
+            of the reconstruction phase's steps, on the training batches before each step; NaN
+            for GANs.
         seconds: the cell's wall time.
         scores: metrics of the cell's mixture at evaluations (empty otherwise).
     """
@@ -79,6 +82,7 @@ class CellReport:
     exchanges: int
     nonfinite: bool
     seconds: float
+    reconstruction: float
     scores: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

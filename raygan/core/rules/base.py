@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from raygan.config import RunConfig
-from raygan.core import multi_d, techniques
+from raygan.core import aae, multi_d, techniques
 from raygan.core import operators as ops
 from raygan.core.individual import Individual
 from raygan.core.losses import Loss, get_loss, gradient_penalty
@@ -114,6 +114,7 @@ class Tally:
     g_opponents: Counter[int] = field(default_factory=Counter)
     d_opponents: Counter[int] = field(default_factory=Counter)
     nonfinite: bool = False
+    reconstruction_sum: float = 0.0  # networks.kind "aae": the reconstruction phase's errors
 
 
 @dataclass(frozen=True)
@@ -214,9 +215,13 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
     Per batch: every trainee D steps (on batches `b % d_every == 0`) against fakes of a G drawn
     from `d_adversaries`, then every trainee G steps against a D drawn from `g_adversaries`
     (against all of them at once under `losses.multi_discriminator`: `_multi_g_step`).
+    For `networks.kind: aae` (`raygan.core.aae`) a D is a latent D: its real samples are prior
+    codes (`gen.noise`), its fakes the drawn encoder's codes of the batch; a G step is the
+    reconstruction phase, then the encoder's codes against the drawn latent D.
     Stops at the first non-finite loss.
     """
     cfg = gen.config
+    is_aae = cfg.networks.kind == "aae"
     nets = [i.net for i in pairing.gs + pairing.ds]
     nets += [n for _, n in pairing.g_adversaries + pairing.d_adversaries]
     for net in nets:
@@ -237,10 +242,11 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
                 cell, g_adv = _draw(pairing.d_adversaries, gen.rng)
                 loss = _d_loss(cfg, pairing.gs[min(i, len(pairing.gs) - 1)].loss)
                 with torch.no_grad():
-                    fake = g_adv(gen.noise(len(idx)))
-                d_loss = loss.discriminator_loss(d.net(real), d.net(fake), cfg.losses.real_label)
+                    fake = aae.encoder_of(g_adv)(real) if is_aae else g_adv(gen.noise(len(idx)))
+                d_real = gen.noise(len(idx)) if is_aae else real
+                d_loss = loss.discriminator_loss(d.net(d_real), d.net(fake), cfg.losses.real_label)
                 if loss.gradient_penalty:
-                    gp = gradient_penalty(d.net, real, fake, gen.torch_rng)
+                    gp = gradient_penalty(d.net, d_real, fake, gen.torch_rng)
                     d_loss = d_loss + cfg.losses.gradient_penalty * gp
                 d_loss = techniques.step(d, d_loss, cfg.training.historical_averaging)
                 tally.d_steps += 1
@@ -251,7 +257,13 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
                 _multi_g_step(gen, pairing, g, len(idx), tally)
                 continue
             cell, d_adv = _draw(pairing.g_adversaries, gen.rng)
-            fake = g.net(gen.noise(len(idx)))
+            if is_aae:
+                history = cfg.training.historical_averaging
+                error = aae.reconstruction_step(g, real, history)
+                tally.reconstruction_sum += _finite(error, tally)
+                fake = aae.encoder_of(g.net)(real)
+            else:
+                fake = g.net(gen.noise(len(idx)))
             g_loss = techniques.generator_loss(cfg.losses, get_loss(g.loss), d_adv, fake, real)
             g_loss = techniques.step(g, g_loss, cfg.training.historical_averaging)
             g.update_ema(cfg.training.g_ema)
