@@ -195,6 +195,24 @@ def test_every_rule_trains_a_toy_aae_grid(rule: str) -> None:
         assert math.isfinite(summary.evaluation[report.cell].scores["mode_tvd"])
 
 
+@pytest.mark.parametrize("losses", [["hinge", "wasserstein_gp"], ["least_squares"]])
+def test_latent_ds_take_the_d_side_options(losses: list[str]) -> None:
+    # every D loss (the gradient penalty on codes included), minibatch discrimination on
+    # codes, label smoothing where the loss has labels, historical averaging of both sides
+    smooth = {"losses.real_label": 0.9} if losses == ["least_squares"] else {}
+    cfg = _tiny(**{"networks.kind": "aae", "networks.minibatch_discrimination": True,
+                   "networks.minibatch_kernels": 6, "networks.minibatch_kernel_dims": 3,
+                   "training.historical_averaging": 0.01, "losses.generator": losses,
+                   "losses.mutation": "batch", "training.max_batches": 4,
+                   "training.generations": 2, **smooth})
+    controller = Controller(cfg, LocalCellPool(cfg))
+    for _ in range(2):
+        summary = controller.step()
+    for report in summary.reports:
+        assert not report.nonfinite and math.isfinite(report.reconstruction)
+        assert math.isfinite(report.d.train_loss) and report.d.steps > 0
+
+
 def test_gans_report_no_reconstruction() -> None:
     cfg = _tiny(**{"grid.rows": 1, "grid.cols": 1, "training.max_batches": 2})
     cell = _one_cell(cfg, torch.randn(200, 2))
