@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # conftest's configs and comparisons
 
 import ray  # noqa: E402
-from conftest import assert_same_state, tiny_toy_config  # noqa: E402
+from conftest import assert_same_state, comparable, tiny_toy_config  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
@@ -126,10 +126,10 @@ def main(out: Path) -> None:
         _, controller, cells = load_checkpoint(found)
         differences = []
         for name, ours, theirs in (
-            ("history", _without_seconds(controller["history"]),
-             _without_seconds(reference.history)),
-            ("summaries", _without_seconds(controller["summaries"]),
-             _without_seconds(reference.summaries)),
+            ("history", comparable(controller["history"]),
+             comparable(reference.history)),
+            ("summaries", comparable(controller["summaries"]),
+             comparable(reference.summaries)),
             ("cells", cells, reference_cells),
         ):
             try:
@@ -151,9 +151,6 @@ def main(out: Path) -> None:
 def _read(path: Path) -> str:
     return path.read_text() if path.is_file() else ""
 
-
-def _without_seconds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import RULE_OVERRIDES, assert_same_state, tiny_toy_config
+from conftest import RULE_OVERRIDES, assert_same_state, comparable, tiny_toy_config
 
 from raygan.config import ConfigError, ResourcesConfig, RunConfig
 from raygan.distributed import (
@@ -110,10 +110,6 @@ def reference() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 # -- helpers --------------------------------------------------------------------------------
-def _without_seconds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
-
-
 def _run(controller: Controller) -> None:
     while not controller.done:
         controller.step()
@@ -133,7 +129,7 @@ def test_ray_matches_local(pool: Any, reference: tuple[list[Any], list[Any]]) ->
     controller = Controller(POOL_CONFIG, pool)
     _run(controller)
     assert len(controller.history) == len(history) == 12
-    assert _without_seconds(controller.history) == _without_seconds(history)
+    assert comparable(controller.history) == comparable(history)
     assert_same_state(pool.state_dicts(), states)
     # handles are references, and samples come back as torch tensors like the local pool's
     handles = pool.publish()
@@ -160,7 +156,7 @@ def test_every_rule_gives_the_same_results_on_ray(ray_session: None, rule: str) 
     try:
         controller = Controller(config, ray_pool)
         _run(controller)
-        assert _without_seconds(controller.history) == _without_seconds(expected.history)
+        assert comparable(controller.history) == comparable(expected.history)
         assert_same_state(ray_pool.state_dicts(), local.state_dicts())
         if rule == "fresh":
             assert all(row["exchanges"] == 1 for row in controller.history)
@@ -195,7 +191,7 @@ def test_fresh_rounds_survive_an_actor_killed_mid_generation(
         controller = Controller(config, ray_pool)
         _run(controller)
         assert ray_pool.restarts == 1
-        assert _without_seconds(controller.history) == _without_seconds(expected.history)
+        assert comparable(controller.history) == comparable(expected.history)
         assert_same_state(ray_pool.state_dicts(), local.state_dicts())
     finally:
         ray_pool.close()
@@ -227,7 +223,7 @@ def test_actor_killed_between_and_during_generations(
     keys = [(row["generation"], row["cell"]) for row in controller.history]
     assert sorted(keys) == [(g, c) for g in range(3) for c in range(4)]  # each exactly once
     assert [s["generation"] for s in controller.summaries] == [0, 1, 2]
-    assert _without_seconds(controller.history) == _without_seconds(history)
+    assert comparable(controller.history) == comparable(history)
     assert_same_state(pool.state_dicts(), states)
 
 
@@ -353,8 +349,8 @@ def test_random_actor_kills_end_in_the_uninterrupted_state(
         monkey.run(controller)
         assert sorted(monkey.killed) == sorted(plan), "a planned kill did not happen"
         assert ray_pool.restarts == len(plan)  # and each dead actor was recreated once
-        assert _without_seconds(controller.history) == _without_seconds(expected.history)
-        assert _without_seconds(controller.summaries) == _without_seconds(expected.summaries)
+        assert comparable(controller.history) == comparable(expected.history)
+        assert comparable(controller.summaries) == comparable(expected.summaries)
         assert_same_state(ray_pool.state_dicts(), local.state_dicts())
     finally:
         ray_pool.close()
