@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import finish, log, machine, ms_stats  # noqa: E402
 
 from raygan.config import RunConfig, config_from_dict  # noqa: E402
-from raygan.core.cell import Scored  # noqa: E402
 from raygan.core.report import CellReport, SideReport  # noqa: E402
+from raygan.core.task import Scored  # noqa: E402
 from raygan.engine.controller import Controller  # noqa: E402
 from raygan.engine.task import grid_of  # noqa: E402
 

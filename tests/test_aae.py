@@ -17,10 +17,11 @@ from conftest import tiny_toy_config as _tiny
 
 from raygan.config import ConfigError, RunConfig
 from raygan.core import aae
-from raygan.core.cell import Cell, CellTask, cell_seeds
+from raygan.core.cell import Cell, cell_seeds
 from raygan.core.individual import Individual, make_optimizer
 from raygan.core.losses import get_loss
 from raygan.core.networks import build_networks
+from raygan.core.task import CellTask
 from raygan.data.images import load_image_dataset
 from raygan.engine.controller import Controller
 from raygan.engine.pool import LocalCellPool

@@ -319,7 +319,7 @@ def test_the_history_table_follows_the_report_dataclass() -> None:
 def test_figures_show_the_samples_that_were_scored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from raygan.core.cell import preview_of
+    from raygan.core.task import preview_of
 
     # an evaluation's preview is the scored set, spread evenly (members in their shares)
     cfg = tiny_toy_config(**{"training.generations": 1})

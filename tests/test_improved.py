@@ -13,12 +13,13 @@ from conftest import assert_same_state, tiny_toy_config
 from torch import nn
 
 from raygan.config import ConfigError, RunConfig
-from raygan.core.cell import Cell, CellTask, cell_seeds
+from raygan.core.cell import Cell, cell_seeds
 from raygan.core.dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
 from raygan.core.individual import Individual, load_numpy, make_optimizer, module_to_numpy
 from raygan.core.layers import MinibatchDiscrimination, VirtualBatchNorm2d
 from raygan.core.losses import get_loss
 from raygan.core.networks import MLPDiscriminator, build_networks, reset_parameters
+from raygan.core.task import CellTask
 from raygan.core.techniques import (
     attach_history,
     feature_matching,

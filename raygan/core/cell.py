@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,51 +38,12 @@ from raygan.core.networks import build_networks
 from raygan.core.report import CellReport
 from raygan.core.rules import get_rule
 from raygan.core.rules.base import FitnessBatch, Generation, Pairing, Tally, side_report
+from raygan.core.task import PREVIEW_IMAGES, CellTask, Scored, preview_of
 from raygan.core.techniques import attach_history
 
 Snapshot = dict[str, Any]
 """What a cell publishes: {"cell", "g", "d", "g_ema" (numpy weights), "g_lr", "d_lr", "g_loss",
 and "g_opt", "d_opt" (numpy Adam states) for rules that train neighbours' copies}."""
-
-
-@dataclass
-class CellTask:
-    """What a cell needs from the data and metrics layers, injected so `core` stays pure.
-
-    Attributes:
-        data: the cell's shard, shape (N, *sample_shape), on the CPU.
-        mixture_score: samples -> score minimised by the mixture ES (`mixture.objective`).
-        evaluate: samples -> named metrics for reports.
-    """
-
-    data: Tensor
-    mixture_score: Callable[[Tensor], float]
-    evaluate: Callable[[Tensor], dict[str, float]]
-
-
-PREVIEW_IMAGES = 100
-"""Scored images an evaluation keeps for the figures (a 10x10 grid)."""
-
-
-@dataclass
-class Scored:
-    """One cell's evaluation.
-
-    Attributes:
-        scores: the metrics of the cell's mixture.
-        preview: samples those metrics were computed on, spread evenly over the scored set
-            (which is ordered by mixture member), so members appear in their weights' shares.
-    """
-
-    scores: dict[str, float]
-    preview: Tensor
-
-
-def preview_of(samples: Tensor, keep: int) -> Tensor:
-    """`keep` samples spread evenly over `samples` (all of them when there are fewer)."""
-    if keep >= len(samples):
-        return samples
-    return samples[torch.linspace(0, len(samples) - 1, keep).round().long()]
 
 
 @dataclass

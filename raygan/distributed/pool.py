@@ -24,8 +24,8 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from torch import Tensor
 
 from raygan.config import RunConfig
-from raygan.core.cell import Scored
 from raygan.core.report import CellReport
+from raygan.core.task import Scored
 from raygan.distributed.actor import remote_cell_class
 from raygan.distributed.resources import actor_options, cell_bundle, describe_request
 from raygan.engine.pool import Route, round_inputs, rounds_of

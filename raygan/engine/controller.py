@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raygan.config import RunConfig
-from raygan.core.cell import Scored
 from raygan.core.report import CellReport
 from raygan.core.rules import get_rule
+from raygan.core.task import Scored
 from raygan.engine.pool import CellPool
 from raygan.engine.task import grid_of
 from raygan.metrics.catalog import lower_is_better, result_key

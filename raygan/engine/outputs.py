@@ -25,7 +25,7 @@ import yaml
 
 from raygan.atomic import atomic_write_text
 from raygan.config import RunConfig
-from raygan.core.cell import preview_of
+from raygan.core.task import preview_of
 from raygan.engine.board import BOARD_DIR, Board
 from raygan.engine.controller import Controller, GenerationSummary
 from raygan.engine.history import HISTORY_FILE, write_history

@@ -14,8 +14,9 @@ import torch
 from torch import Tensor
 
 from raygan.config import RunConfig
-from raygan.core.cell import Cell, Scored, cell_seeds, resolve_device
+from raygan.core.cell import Cell, cell_seeds, resolve_device
 from raygan.core.report import CellReport
+from raygan.core.task import Scored
 from raygan.data import load_dataset
 from raygan.engine.task import build_cell, grid_of, metric_context
 

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from raygan.config import RunConfig
-from raygan.core.cell import Cell, CellTask, resolve_device
+from raygan.core.cell import Cell, resolve_device
 from raygan.core.grid import Grid
+from raygan.core.task import CellTask
 from raygan.data import Dataset, cell_shard, load_dataset
 from raygan.metrics.registry import MetricContext, evaluate, objective_fn
 
