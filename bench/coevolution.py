@@ -445,16 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                     key = run_key(name, setting, seed, over, base)  # a config load: once a run
                     if key not in done:
                         jobs.append((cost(table, setting), key, name, setting, seed, over, base))
-        jobs.sort(key=lambda j: (stage.index(j[2]), -j[0]))  # tables in order, long runs first
-        log(f"{len(jobs)} runs to do in {', '.join(stage) or 'no table'}")
-        tasks = [(key, s, seed, o, b) for _, key, _, s, seed, o, b in jobs]
-        by_key = {j[1]: j for j in jobs}
-        if args.jobs > 1 and len(tasks) > 1:
-            context = multiprocessing.get_context("spawn")  # a clean torch in every worker
-            with context.Pool(args.jobs) as workers:
-                _collect(workers.imap_unordered(_task, tasks), by_key, done, path, start)
-        else:
-            _collect(map(_task, tasks), by_key, done, path, start)
+        run_jobs(jobs, stage, args.jobs, done, path, start)
     for name in [n for n in names if n.endswith("wallclock")]:
         _wallclock_table(name, every[name], done, path, args.quick)
     for name in names:
@@ -463,6 +454,22 @@ def main(argv: list[str] | None = None) -> int:
     result["targets"] = targets(result["tables"])
     finish(result, start)
     return 0
+
+
+def run_jobs(jobs: list[tuple[Any, ...]], names: list[str], parallel: int,
+             done: dict[str, dict[str, Any]], path: Path, start: float) -> None:
+    """Train `jobs` ((cost, key, table, setting, seed, overrides, base) each), tables in the
+    order of `names` and the longest runs first, `parallel` at a time; record each (`_collect`)."""
+    jobs = sorted(jobs, key=lambda j: (names.index(j[2]), -j[0]))
+    log(f"{len(jobs)} runs to do in {', '.join(names) or 'no table'}")
+    tasks = [(key, s, seed, o, b) for _, key, _, s, seed, o, b in jobs]
+    by_key = {j[1]: j for j in jobs}
+    if parallel > 1 and len(tasks) > 1:
+        context = multiprocessing.get_context("spawn")  # a clean torch in every worker
+        with context.Pool(parallel) as workers:
+            _collect(workers.imap_unordered(_task, tasks), by_key, done, path, start)
+    else:
+        _collect(map(_task, tasks), by_key, done, path, start)
 
 
 def _collect(results: Any, by_key: dict[str, Any], done: dict[str, dict[str, Any]],

@@ -34,7 +34,6 @@ measure the cost ratios alone (`results/methods_cost.json`).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import time
@@ -52,14 +51,13 @@ from coevolution import (  # noqa: E402
     GRID25_SHORT,
     MNIST_LR,
     Table,
-    _collect,
-    _task,
     load_results,
     overrides,
+    run_jobs,
     run_key,
     summarise,
 )
-from common import finish, log, machine  # noqa: E402
+from common import finish, machine  # noqa: E402
 
 PLAIN = "fresh"
 """The plain grid every method is compared with (raygan's default rule)."""
@@ -207,16 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 if key not in done:
                     jobs.append((coevolution.cost(table, setting), key, name, setting, seed,
                                  over, base))
-    jobs.sort(key=lambda j: (names.index(j[2]), -j[0]))  # tables in order, long runs first
-    log(f"{len(jobs)} runs to do in {', '.join(names)}")
-    tasks = [(key, s, seed, o, b) for _, key, _, s, seed, o, b in jobs]
-    by_key = {j[1]: j for j in jobs}
-    if args.jobs > 1 and len(tasks) > 1:
-        context = multiprocessing.get_context("spawn")  # a clean torch in every worker
-        with context.Pool(args.jobs) as workers:
-            _collect(workers.imap_unordered(_task, tasks), by_key, done, path, start)
-    else:
-        _collect(map(_task, tasks), by_key, done, path, start)
+    run_jobs(jobs, names, args.jobs, done, path, start)
     for name in names:
         summary = summarise(name, every[name], every[name].settings, done, SETTINGS)
         ratios, summary["cost_measure"] = cost_ratios(summary)
