@@ -55,7 +55,7 @@ METRICS = {
     "mnist5k": ["fid", "fid_floor", "tvd", "tvd_floor", "inception_score"],
     "toy": ["modes_covered", "hq_fraction", "reverse_kl", "mode_tvd"],
 }
-TIMES = ["seconds", "gradient_steps", "steps_per_s"]
+TIMES = ["seconds", "gradient_steps", "steps_per_s", "seconds_per_generation"]
 BATCHES = 50  # batches per generation
 EVERY = 10  # generations between evaluations
 
@@ -139,14 +139,16 @@ def tables(quick: bool) -> dict[str, Table]:
     }
 
 
-def overrides(table: Table, setting: str, seed: int) -> list[str]:
-    """Everything a run sets on top of its base config: the setting, the table's `extra`
-    recipe, the grid and the budget."""
+def overrides(table: Table, setting: str, seed: int,
+              settings: dict[str, list[str]] | None = None) -> list[str]:
+    """Everything a run sets on top of its base config: the setting (from `settings`, by
+    default `SETTINGS`), the table's `extra` recipe, the grid and the budget."""
+    over = (SETTINGS if settings is None else settings)[setting]
     size = [] if setting == "single" else [f"grid.rows={table.grid}", f"grid.cols={table.grid}"]
     # the MNIST base (default.yaml) runs `fresh`; only that rule takes exchange_every
-    rounds = [] if "training.rule=fresh" in SETTINGS[setting] else ["training.exchange_every=null"]
+    rounds = [] if "training.rule=fresh" in over else ["training.exchange_every=null"]
     return [
-        *SETTINGS[setting], *table.extra, *size, *rounds, "data.sharding=replicate",
+        *over, *table.extra, *size, *rounds, "data.sharding=replicate",
         f"training.max_batches={BATCHES}",
         f"training.generations={max(1, table.steps // BATCHES)}", f"metrics.every={EVERY}",
         "resources.torch_threads=1", f"seed={seed}",
@@ -194,8 +196,14 @@ def train(config: RunConfig, threads: int = 1, seconds: float | None = None) -> 
 def _train(config: RunConfig, pool: Any, seconds: float | None = None) -> dict[str, Any]:
     controller = Controller(config, pool)
     curve, start, steps = [], time.perf_counter(), 0
+    plain: list[float] = []  # wall time of each generation that did not evaluate
+    generations = 0
     while not controller.done and (seconds is None or time.perf_counter() - start < seconds):
+        began = time.perf_counter()
         summary = controller.step()
+        generations += 1
+        if not summary.evaluated:
+            plain.append(time.perf_counter() - began)
         steps += summary.reports[0].steps  # cell 0's: every network makes the same number
         if summary.evaluated:
             curve.append({"steps_per_network": steps, **best_scores(summary.to_dict())})
@@ -207,6 +215,8 @@ def _train(config: RunConfig, pool: Any, seconds: float | None = None) -> dict[s
     return {
         **curve[-1], **own_generators(config, controller), "seconds": wall,
         "gradient_steps": gradient, "steps_per_s": gradient / wall,
+        "generations": generations,
+        "seconds_per_generation": sum(plain) / len(plain) if plain else None,
         "best_cell": controller.best_cell, "curve": curve,
     }
 
@@ -304,27 +314,31 @@ def cost(table: Table, setting: str) -> float:
 
 
 def finished(name: str, table: Table, setting: str, done: dict[str, dict[str, Any]],
-             trained: str | None = None) -> list[dict[str, Any]]:
+             trained: str | None = None,
+             settings: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
     """The results of `setting`'s finished runs in table `name` as it is defined now, in seed
     order; runs of an earlier definition stay in the file but do not count. `trained`: the
     setting whose overrides the runs are keyed by (a wall-clock table keys both runs of a seed
-    by its grid's)."""
+    by its grid's). `settings`: the overrides by setting (default `SETTINGS`)."""
     base = str(BASES[table.data])
-    keys = [run_key(name, setting, seed, overrides(table, trained or setting, seed), base)
+    keys = [run_key(name, setting, seed, overrides(table, trained or setting, seed, settings), base)
             for seed in range(table.seeds_of(setting))]
     return [done[k]["result"] for k in keys if k in done]
 
 
 def summarise(name: str, table: Table, settings: list[str],
-              done: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A table's runs by setting (seed order) with mean +- std; `own_best` from `own`'s runs."""
+              done: dict[str, dict[str, Any]],
+              defined: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """A table's runs by setting (seed order) with mean +- std; `own_best` from `own`'s runs.
+    `defined`: the overrides by setting (default `SETTINGS`)."""
+    defined = SETTINGS if defined is None else defined
     metrics = METRICS["mnist5k" if table.data == "mnist5k" else "toy"]
     keys = metrics + [f"generator_{k}" for k in metrics] + TIMES
     out: dict[str, Any] = {**table.__dict__, "settings": {}}
     wall = name.endswith("wallclock")
     for setting in settings + (["single"] if wall else []):
-        runs = finished(name, table, setting, done, settings[0] if wall else None)
-        out["settings"][setting] = {"overrides": SETTINGS[setting], "runs": runs,
+        runs = finished(name, table, setting, done, settings[0] if wall else None, defined)
+        out["settings"][setting] = {"overrides": defined[setting], "runs": runs,
                                     **mean_std(runs, keys)}
         if setting == "own" and not wall:
             best = [{k[len("generator_"):]: v for k, v in r.items() if k.startswith("generator_")}
@@ -431,16 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                     key = run_key(name, setting, seed, over, base)  # a config load: once a run
                     if key not in done:
                         jobs.append((cost(table, setting), key, name, setting, seed, over, base))
-        jobs.sort(key=lambda j: (stage.index(j[2]), -j[0]))  # tables in order, long runs first
-        log(f"{len(jobs)} runs to do in {', '.join(stage) or 'no table'}")
-        tasks = [(key, s, seed, o, b) for _, key, _, s, seed, o, b in jobs]
-        by_key = {j[1]: j for j in jobs}
-        if args.jobs > 1 and len(tasks) > 1:
-            context = multiprocessing.get_context("spawn")  # a clean torch in every worker
-            with context.Pool(args.jobs) as workers:
-                _collect(workers.imap_unordered(_task, tasks), by_key, done, path, start)
-        else:
-            _collect(map(_task, tasks), by_key, done, path, start)
+        run_jobs(jobs, stage, args.jobs, done, path, start)
     for name in [n for n in names if n.endswith("wallclock")]:
         _wallclock_table(name, every[name], done, path, args.quick)
     for name in names:
@@ -449,6 +454,22 @@ def main(argv: list[str] | None = None) -> int:
     result["targets"] = targets(result["tables"])
     finish(result, start)
     return 0
+
+
+def run_jobs(jobs: list[tuple[Any, ...]], names: list[str], parallel: int,
+             done: dict[str, dict[str, Any]], path: Path, start: float) -> None:
+    """Train `jobs` ((cost, key, table, setting, seed, overrides, base) each), tables in the
+    order of `names` and the longest runs first, `parallel` at a time; record each (`_collect`)."""
+    jobs = sorted(jobs, key=lambda j: (names.index(j[2]), -j[0]))
+    log(f"{len(jobs)} runs to do in {', '.join(names) or 'no table'}")
+    tasks = [(key, s, seed, o, b) for _, key, _, s, seed, o, b in jobs]
+    by_key = {j[1]: j for j in jobs}
+    if parallel > 1 and len(tasks) > 1:
+        context = multiprocessing.get_context("spawn")  # a clean torch in every worker
+        with context.Pool(parallel) as workers:
+            _collect(workers.imap_unordered(_task, tasks), by_key, done, path, start)
+    else:
+        _collect(map(_task, tasks), by_key, done, path, start)
 
 
 def _collect(results: Any, by_key: dict[str, Any], done: dict[str, dict[str, Any]],

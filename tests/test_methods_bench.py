@@ -1,0 +1,73 @@
+"""bench/methods.py: `--quick` runs every method and reports the documented keys."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+import methods  # noqa: E402
+
+
+def _run(argv: list[str]) -> dict[str, Any]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert methods.main(argv) == 0
+    return json.loads(out.getvalue())
+
+
+def test_quick_run_reports_every_method_with_its_cost_ratio(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    result = _run(["--quick", "--jobs", "1", "--results", str(path)])
+    assert result["bench"] == "methods" and result["quick"] is True
+    assert result["plain"] == "fresh" and result["multi_discriminator_rule"] == "fresh"
+    assert "aae" in result["pending"] and result["config_errors"] == {}
+    for key in ("machine", "results_file", "batches_per_generation",
+                "evaluate_every_generations", "total_s"):
+        assert key in result
+    table = result["tables"]["ring8_2x2"]
+    assert list(table["settings"]) == list(methods.SETTINGS)
+    for setting, entry in table["settings"].items():
+        assert entry["overrides"] == methods.SETTINGS[setting]
+        (run,) = entry["runs"]
+        assert "error" not in run, (setting, run)
+        assert run["generations"] == 2 and run["seconds_per_generation"] > 0
+        for key in ("modes_covered", "hq_fraction", "seconds_per_generation"):
+            assert set(entry[key]) == {"mean", "std"}, (setting, key)
+        assert entry["cost_ratio"] > 0
+    assert table["settings"]["fresh"]["cost_ratio"] == 1.0
+    assert table["cost_measure"] == "seconds_per_generation"
+    rows = result["bench_table"]["ring8_2x2"]
+    assert list(rows) == list(methods.SETTINGS)
+    for row in rows.values():
+        assert {"modes_covered", "hq_fraction", "cost_ratio", "seeds_done", "errors",
+                "modes_covered_vs_plain", "modes_covered_vs_single"} <= set(row)
+    assert len(path.read_text().splitlines()) == len(methods.SETTINGS)  # every run recorded
+    again = _run(["--quick", "--jobs", "1", "--results", str(path)])  # nothing to rerun
+    assert again["tables"]["ring8_2x2"]["settings"]["egan"]["runs"] == (
+        table["settings"]["egan"]["runs"])
+
+
+def test_unknown_setting_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        methods.main(["--quick", "--settings", "wgan"])
+    assert "unknown table(s) or setting(s) wgan" in capsys.readouterr().err
+
+
+def test_the_plain_grid_and_single_gan_are_coevolution_runs() -> None:
+    # the same keys as coevolution.py's tables of the same names: their committed runs count
+    import coevolution
+
+    done = coevolution.load_results(BENCH / "results" / "coevolution.jsonl")
+    for name, table in methods.tables(quick=False).items():
+        for setting in ("single", methods.PLAIN):
+            runs = coevolution.finished(name, table, setting, done, settings=methods.SETTINGS)
+            assert len(runs) == table.seeds, (name, setting)
