@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +163,15 @@ def write_fake_cifar10(root: Path, per_batch: int) -> None:
             pickle.dump(entry, handle)
     with open(folder / "batches.meta", "wb") as handle:
         pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, handle)
+
+
+def bench_json(main: Callable[[list[str]], int], argv: list[str]) -> dict[str, Any]:
+    """Run a bench script's `main` and return the one JSON object it prints on stdout."""
+    import contextlib
+    import io
+    import json
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(argv) == 0
+    return json.loads(out.getvalue())

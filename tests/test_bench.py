@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import bench_json
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
@@ -18,10 +19,7 @@ import coevolution  # noqa: E402
 
 
 def _run(argv: list[str]) -> dict[str, Any]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert coevolution.main(argv) == 0
-    return json.loads(out.getvalue())
+    return bench_json(coevolution.main, argv)
 
 
 @pytest.fixture(scope="module")

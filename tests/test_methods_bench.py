@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import bench_json
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
@@ -18,10 +16,7 @@ import methods  # noqa: E402
 
 
 def _run(argv: list[str]) -> dict[str, Any]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert methods.main(argv) == 0
-    return json.loads(out.getvalue())
+    return bench_json(methods.main, argv)
 
 
 def test_quick_run_reports_every_method_with_its_cost_ratio(tmp_path: Path) -> None:
