@@ -153,6 +153,22 @@ def test_minibatch_layer_matches_the_formula() -> None:
         layers._CHUNK_ELEMENTS = saved
 
 
+def test_minibatch_layer_compares_a_large_input_within_groups() -> None:
+    # 10 samples in groups of at most 4: three groups (4, 3, 3), each sample summing over its own
+    layer = MinibatchDiscrimination(4, kernels=3, kernel_dims=2, group=4)
+    layer.reset_parameters(torch.Generator().manual_seed(1))
+    x = torch.randn(10, 4)
+    out = layer(x)
+    parts = [layer(part) for part in (x[:4], x[4:7], x[7:])]
+    assert torch.allclose(out, torch.cat(parts), atol=1e-6)
+    # a sample's closeness ignores the samples outside its group
+    y = x.clone()
+    y[9] = torch.randn(4)
+    assert torch.equal(layer(y)[:7], out[:7]) and not torch.allclose(layer(y)[7], out[7])
+    # an input up to the group size is one group
+    assert torch.allclose(layer(x[:4]), out[:4], atol=1e-6)
+
+
 def _mlp_individual() -> Individual:
     net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
     reset_parameters(net, torch.Generator().manual_seed(2))
@@ -283,6 +299,8 @@ BAD = [
      "networks.minibatch_kernels: must be >= 1"),
     ({"networks.minibatch_kernel_dims": 0, "networks.minibatch_discrimination": True},
      "networks.minibatch_kernel_dims: must be >= 1"),
+    ({"networks.minibatch_group": 1, "networks.minibatch_discrimination": True},
+     "networks.minibatch_group: must be >= 2"),
     ({"networks.minibatch_kernels": 50},
      "networks.minibatch_kernels: is set to 50 but cannot act: "
      "networks.minibatch_discrimination is false"),

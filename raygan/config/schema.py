@@ -64,7 +64,7 @@ def inert_options(config: RunConfig) -> dict[str, str]:
                 "fixes D's")
     nets = config.networks
     if not nets.minibatch_discrimination:
-        for key in ("minibatch_kernels", "minibatch_kernel_dims"):
+        for key in ("minibatch_kernels", "minibatch_kernel_dims", "minibatch_group"):
             out[f"networks.{key}"] = "networks.minibatch_discrimination is false"
     if nets.kind != "dcgan":
         out["networks.g_norm"] = (

@@ -68,6 +68,9 @@ class NetworksConfig:
     minibatch_discrimination: bool = False
     minibatch_kernels: int = 100
     minibatch_kernel_dims: int = 5
+    # the most samples the layer compares with each other: larger inputs (fitness samples) are
+    # split into groups, so closeness keeps its training scale; keep it training.batch_size
+    minibatch_group: int = 100
     # DCGAN generator only: "virtual_batch" normalises each example with the statistics of a
     # reference batch of latent vectors fixed at the start (vbn_reference_size of them) and
     # of the example itself
@@ -82,6 +85,8 @@ class NetworksConfig:
                     "minibatch_kernel_dims", "vbn_reference_size"):
             value = getattr(self, key)
             check(value >= 1, f"networks.{key}", f"must be >= 1, got {value}")
+        check(self.minibatch_group >= 2, "networks.minibatch_group",
+              f"must be >= 2 (a sample is compared with the others), got {self.minibatch_group}")
         check(
             self.hidden_layers >= 0,
             "networks.hidden_layers",

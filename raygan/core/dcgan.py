@@ -110,7 +110,7 @@ class DCGANDiscriminator(nn.Module):
     Args:
         image_shape: Input ``(C, H, W)``; H == W must be one of :data:`SUPPORTED_SIZES`.
         width: Channel count of the first layer; later layers double it per step.
-        minibatch: ``(kernels, kernel_dims)`` of a minibatch-discrimination layer on the
+        minibatch: ``(kernels, kernel_dims[, group])`` of a minibatch-discrimination layer on the
             flattened last feature map, followed by a linear logit; None: the plain DCGAN
             ending (a ``base x base`` convolution to one logit).
     """
@@ -119,7 +119,7 @@ class DCGANDiscriminator(nn.Module):
         self,
         image_shape: tuple[int, int, int],
         width: int = 64,
-        minibatch: tuple[int, int] | None = None,
+        minibatch: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         channels, base, steps = _layout(image_shape, width)

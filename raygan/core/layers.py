@@ -22,21 +22,30 @@ class MinibatchDiscrimination(nn.Module):
     M_j,b||_1)`. The layer returns `[f(x_i), o(x_i)]`, so a sample's output depends on the other
     samples of its batch: a discriminator can see a batch of identical fakes.
 
+    An input of more than `group` samples (a fitness or scoring sample, not a training batch) is
+    split into nearly equal groups of at most `group`, and each sample is compared with its own
+    group only: the sum then keeps the scale it had on training batches, and the cost grows
+    linearly with the input, not quadratically.
+
     Args:
         in_features: A, the size of the features it receives.
         kernels: B, the number of kernels (the reference code uses 100).
         kernel_dims: C, the dimension of each kernel's projection (the reference code uses 5).
+        group: the most samples compared with each other (the training batch size).
     """
 
-    def __init__(self, in_features: int, kernels: int = 100, kernel_dims: int = 5) -> None:
+    def __init__(
+        self, in_features: int, kernels: int = 100, kernel_dims: int = 5, group: int = 100
+    ) -> None:
         super().__init__()
-        if min(in_features, kernels, kernel_dims) < 1:
+        if min(in_features, kernels, kernel_dims) < 1 or group < 2:
             raise ValueError(
-                f"in_features, kernels and kernel_dims must be >= 1, got "
-                f"{in_features}, {kernels}, {kernel_dims}"
+                f"in_features, kernels and kernel_dims must be >= 1 and group >= 2, got "
+                f"{in_features}, {kernels}, {kernel_dims}, {group}"
             )
         self.kernels = kernels
         self.kernel_dims = kernel_dims
+        self.group = group
         self.T = nn.Parameter(torch.zeros(in_features, kernels * kernel_dims))
 
     @property
@@ -51,6 +60,12 @@ class MinibatchDiscrimination(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map features (N, A) to (N, A + B)."""
+        groups = -(-len(x) // self.group)
+        closeness = [self._closeness(part) for part in torch.tensor_split(x, groups)]
+        return torch.cat([x, torch.cat(closeness)], dim=1)
+
+    def _closeness(self, x: Tensor) -> Tensor:
+        """(N, B): per kernel, the summed closeness of each sample to the others of `x`."""
         n = len(x)
         m = (x @ self.T).view(n, self.kernels, self.kernel_dims).transpose(0, 1)  # (B, N, C)
         chunk = max(1, _CHUNK_ELEMENTS // max(1, self.kernels * n))
@@ -59,7 +74,7 @@ class MinibatchDiscrimination(nn.Module):
             dist = torch.cdist(m[:, start : start + chunk], m, p=1)  # (B, chunk, N)
             # the sum runs over j != i: a sample's distance to itself is exactly 0, exp(0) = 1
             parts.append((torch.exp(-dist).sum(-1) - 1.0).t())
-        return torch.cat([x, torch.cat(parts)], dim=1)
+        return torch.cat(parts)
 
 
 class VirtualBatchNorm2d(nn.Module):

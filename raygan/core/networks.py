@@ -52,8 +52,8 @@ class MLPDiscriminator(nn.Module):
         in_shape: shape of one sample.
         hidden: width of the hidden layers.
         layers: number of hidden layers.
-        minibatch: (kernels, kernel_dims) of a `MinibatchDiscrimination` layer between the last
-            hidden layer and the logit; None: none.
+        minibatch: (kernels, kernel_dims[, group]) of a `MinibatchDiscrimination` layer between
+            the last hidden layer and the logit; None: none.
     """
 
     def __init__(
@@ -61,7 +61,7 @@ class MLPDiscriminator(nn.Module):
         in_shape: tuple[int, ...],
         hidden: int,
         layers: int,
-        minibatch: tuple[int, int] | None = None,
+        minibatch: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         dims = [math.prod(in_shape)] + [hidden] * layers
@@ -122,11 +122,11 @@ def _build_mlp(
     return g, d
 
 
-def minibatch_layer(cfg: NetworksConfig) -> tuple[int, int] | None:
-    """(kernels, kernel_dims) of D's minibatch layer, None when it has none."""
+def minibatch_layer(cfg: NetworksConfig) -> tuple[int, int, int] | None:
+    """(kernels, kernel_dims, group) of D's minibatch layer, None when it has none."""
     if not cfg.minibatch_discrimination:
         return None
-    return cfg.minibatch_kernels, cfg.minibatch_kernel_dims
+    return cfg.minibatch_kernels, cfg.minibatch_kernel_dims, cfg.minibatch_group
 
 
 def reset_minibatch(d: nn.Module, generator: torch.Generator) -> None:
