@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 from browser import check_page, chromium
-from conftest import assert_same_state, config_error, tiny_toy_config
+from conftest import RULE_OVERRIDES, assert_same_state, config_error, tiny_toy_config
 
 from raygan.cli import main
 from raygan.config import RunConfig, config_from_dict, load_config
@@ -151,6 +151,29 @@ def test_learning_rates_are_drawn_once_per_trial() -> None:
     pbt = config_from_dict({"tune": {"scheduler": "pbt", "space": {
         "training.lr_g": {"loguniform": [1e-4, 1e-3]}, "mixture.sigma": {"uniform": [0.01, 0.1]}}}})
     assert "training.lr_g" not in pbt.tune.mutable()  # never perturbed in a running grid
+
+
+def test_the_methods_knobs_are_searched_where_they_act() -> None:
+    # the multi-D objective drawn per trial; a temperature, label smoothing, historical
+    # averaging and E-GAN's gamma perturbed in a running population
+    fresh = tiny_toy_config(**RULE_OVERRIDES["fresh"]).to_dict()
+    drawn = {**fresh, "tune": {"space": {
+        "losses.multi_discriminator": {"choice": ["avg", "gman", "hv", "mgd"]}}}}
+    assert config_from_dict(drawn).tune.mutable() == {}
+    space = {"losses.gman_temperature": {"uniform": [0.0, 2.0]},
+             "losses.real_label": {"uniform": [0.8, 1.0]}}
+    gman = {**fresh, "losses": {**fresh["losses"], "multi_discriminator": "gman"},
+            "tune": {"scheduler": "pbt", "space": space}}
+    assert set(config_from_dict(gman).tune.mutable()) == set(space)
+    averaged = {**fresh, "tune": {"scheduler": "pb2", "space": {
+        "training.historical_averaging": {"loguniform": [1e-4, 1e-2]}}}}
+    assert set(config_from_dict(averaged).tune.mutable()) == {"training.historical_averaging"}
+    egan = {**tiny_toy_config(**RULE_OVERRIDES["egan"]).to_dict(),
+            "tune": {"scheduler": "pb2", "space": {"evolution.egan_gamma": {"uniform": [0, 4]}}}}
+    assert set(config_from_dict(egan).tune.mutable()) == {"evolution.egan_gamma"}
+    # a knob searched where nothing reads it is refused, naming the value and why
+    hv = {**gman, "tune": {"space": {"losses.hv_delta": {"uniform": [1.2, 2.0]}}}}
+    config_error(lambda: config_from_dict(hv), "tune.space.losses.hv_delta", "cannot act")
 
 
 def test_tune_section_errors_name_the_key() -> None:
