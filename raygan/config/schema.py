@@ -1,9 +1,9 @@
 """`RunConfig`: the whole run, its checks across sections and the settings derived from them.
 
-A `RunConfig` holds one dataclass per YAML section (`raygan.config.sections`, and the `tune`
-section of `raygan.tuning.section`). Its `__post_init__` checks what no single section can:
-options that only act under other settings, metric names against the data set, the tune
-space's values, the scheduler's decision points against the evaluation schedule.
+A `RunConfig` holds one dataclass per YAML section (`raygan.config.model`, `.sections`, and
+the `tune` section of `raygan.tuning.section`). Its `__post_init__` checks what no single
+section can: options that only act under other settings, metric names against the data set,
+the tune space's values, the scheduler's decision points against the evaluation schedule.
 """
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from raygan.config.coerce import build, plain, set_dotted
+from raygan.config.model import BCE_COMPATIBLE, DataConfig, LossesConfig, NetworksConfig
 from raygan.config.sections import (
-    BCE_COMPATIBLE,
-    DataConfig,
     EvolutionConfig,
     GridConfig,
-    LossesConfig,
     MetricsConfig,
     MixtureConfig,
-    NetworksConfig,
     OutputConfig,
     ResourcesConfig,
     TrainingConfig,

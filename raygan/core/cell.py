@@ -275,7 +275,7 @@ class Cell:
                 self.mixture_weights,
                 self.config.mixture.sigma,
                 self.rng,
-                lambda w: self.task.mixture_score(self._mixture_samples(gens, w, z_mix)),
+                lambda w: self.task.mixture_score(ops.mixture_samples(gens, w, z_mix)),
             )
             accepted = rec.accepted
             mix_score = rec.new_score if accepted else rec.old_score
@@ -328,34 +328,15 @@ class Cell:
         self, gs: Sequence[nn.Module], ds: Sequence[nn.Module], batch: FitnessBatch
     ) -> tuple[list[float], list[float]]:
         nets = [*gs, *ds]
-        modes = [n.training for n in nets]
-        for n in nets:
-            n.eval()
         evo = self.config.evolution
         if self.config.networks.kind == "aae":  # encoders' codes of the data against prior codes
             gs, batch = [aae.encoder_of(g) for g in gs], (batch[1], batch[0])
-        try:
+        with ops.eval_mode(nets):
             return ops.all_vs_all_fitness(
                 list(gs), list(ds), *batch, get_loss(evo.fitness_loss), evo.fitness_aggregation
             )
-        finally:
-            for n, mode in zip(nets, modes):
-                n.train(mode)
 
     # -- mixture ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def _mixture_samples(self, gens: Sequence[nn.Module], weights: np.ndarray, z: Tensor) -> Tensor:
-        counts = ops.mixture_counts(weights, len(z))
-        parts, start = [], 0
-        for g, c in zip(gens, counts):
-            if c > 0:
-                was = g.training
-                g.eval()
-                parts.append(g(z[start : start + int(c)]))
-                g.train(was)
-            start += int(c)
-        return torch.cat(parts).cpu()
-
     def sample(
         self, snapshots: Sequence[Snapshot], n: int, seed: int, centre_only: bool = False
     ) -> Tensor:
@@ -376,7 +357,7 @@ class Cell:
         weights = self.mixture_weights
         if centre_only or not self.config.mixture.enabled:
             weights = np.eye(len(weights))[0]
-        return self._mixture_samples([self.g.sampler, *self._g_samplers], weights, z)
+        return ops.mixture_samples([self.g.sampler, *self._g_samplers], weights, z)
 
     def evaluate(self, snapshots: Sequence[Snapshot], n: int, seed: int) -> Scored:
         """Metrics of this cell's mixture (see `CellTask.evaluate`) and a preview of the samples

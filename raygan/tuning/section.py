@@ -23,6 +23,7 @@ SchedulerName = Literal["none", "pbt", "pb2", "asha"]
 
 STRUCTURAL_KNOBS: tuple[str, ...] = (
     "seed", "grid.rows", "grid.cols", "training.lr_g", "training.lr_d", "training.exchange_every",
+    "losses.multi_discriminator",
 )
 """Searchable keys that shape the population or its start: drawn once per trial, never
 perturbed (the learning rates are every individual's initial rates; lr mutation moves them)."""
@@ -33,6 +34,11 @@ LIVE_KNOBS: tuple[str, ...] = (
     "evolution.lr_additive_sigma",
     "evolution.tournament_size",
     "mixture.sigma",
+    "losses.gman_temperature",
+    "losses.hv_delta",
+    "losses.real_label",
+    "evolution.egan_gamma",
+    "training.historical_averaging",
 )
 """Searchable keys a running population can switch to between generations (PBT/PB2 mutate)."""
 

@@ -39,8 +39,7 @@ the fitness batch).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -159,18 +158,6 @@ def spawn(
     return offspring
 
 
-@contextmanager
-def _eval_mode(nets: Sequence[nn.Module]) -> Iterator[None]:
-    modes = [n.training for n in nets]
-    for n in nets:
-        n.eval()
-    try:
-        yield
-    finally:
-        for n, mode in zip(nets, modes):
-            n.train(mode)
-
-
 class Egan(Rule):
     """E-GAN: offspring of G per loss every step, the fittest `mu` survive; D in place."""
 
@@ -201,9 +188,9 @@ class Egan(Rule):
             offspring = spawn(pairing.gs, cfg.losses.generator, betas)
             self._step_offspring(gen, d, offspring, len(real), tally)
             fit_real, fit_z = gen.fitness_batch()
-            with _eval_mode([d.net, *(o.net for o in offspring)]), torch.no_grad():
+            with ops.eval_mode([d.net, *(o.net for o in offspring)]), torch.no_grad():
                 fakes = [o.net(fit_z) for o in offspring]
-            with _eval_mode([d.net]):
+            with ops.eval_mode([d.net]):
                 scores = egan_fitness(d.net, fit_real, fakes, cfg.evolution.egan_gamma)
             chosen = select_survivors([s.total for s in scores], cfg.evolution.egan_mu)
             pairing.gs[:] = [offspring[i] for i in chosen]
