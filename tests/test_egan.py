@@ -107,7 +107,7 @@ def test_offspring_start_from_the_parents_weights_and_adam_state() -> None:
             parent.optimizer.step()
         parent.ema = nn.Linear(1, 1)
         parents.append(parent)
-    offspring = egan.spawn(parents, LOSSES, (0.5, 0.999))
+    offspring = egan.spawn(parents, LOSSES)
     assert [o.loss for o in offspring] == list(LOSSES) * 2
     for k, child in enumerate(offspring):
         parent = parents[k // len(LOSSES)]
@@ -163,12 +163,11 @@ def test_the_offspring_with_the_best_fitness_becomes_the_parent_and_the_centre(
     picked: list[Tensor] = []
     spawn = egan.spawn
 
-    def spy(parents: Sequence[Individual], losses: Sequence[str],
-            betas: tuple[float, float]) -> list[Individual]:
+    def spy(parents: Sequence[Individual], losses: Sequence[str]) -> list[Individual]:
         assert len(parents) == 1  # mu 1: one parent each step
         if picked:  # the parent of this step is the winner of the last one
             assert torch.equal(_weights(parents[0].net), picked[-1])
-        offspring = spawn(parents, losses, betas)
+        offspring = spawn(parents, losses)
         original = offspring[LOSSES.index(winner)].optimizer.step
 
         def step_and_record(*args: Any, **kwargs: Any) -> Any:

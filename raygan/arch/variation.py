@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from raygan.arch.genome import ACTIVATIONS, Block, Bounds, Genome, Optimizer, check
 
@@ -277,12 +277,17 @@ def inherit_weights(child_net: nn.Module, parent_net: nn.Module) -> int:
     Returns:
         How many tensors (parameters and buffers) were copied.
     """
-    parent_state = parent_net.state_dict()
+    # state_dict tensors share storage with the module, so copying into them writes the child
+    return inherit_state(child_net.state_dict(), parent_net.state_dict())
+
+
+def inherit_state(child: Mapping[str, Tensor], parent: Mapping[str, Tensor]) -> int:
+    """`inherit_weights` on state dicts: copy (in place) every tensor of `parent` into the
+    tensor of `child` with the same name and shape; returns how many were copied."""
     copied = 0
     with torch.no_grad():
-        # state_dict tensors share storage with the module, so copy_ writes into the child
-        for name, tensor in child_net.state_dict().items():
-            source = parent_state.get(name)
+        for name, tensor in child.items():
+            source = parent.get(name)
             if source is not None and source.shape == tensor.shape:
                 tensor.copy_(source)
                 copied += 1

@@ -17,7 +17,7 @@ LossName = Literal["minimax", "heuristic", "least_squares", "hinge", "wasserstei
 DatasetName = Literal[
     "ring8", "grid25", "mnist5k", "digits8x8", "mnist", "fashion_mnist", "cifar10", "celeba"
 ]
-NetworkName = Literal["mlp", "dcgan", "aae"]
+NetworkName = Literal["mlp", "dcgan", "aae", "genome"]
 MultiDName = Literal["none", "avg", "gman", "hv", "mgd"]
 """Multi-discriminator generator objectives (raygan.core.multi_d)."""
 BCE_COMPATIBLE: tuple[str, ...] = ("minimax", "heuristic", "least_squares")
@@ -76,6 +76,9 @@ class NetworksConfig:
     # kind "aae" only: the prior codes are drawn from (raygan.core.aae): N(0, I), or 10 2-D
     # Gaussians on a circle (latent_dim 2)
     aae_prior: Literal["gaussian", "mixture2d"] = "gaussian"
+    # kind "genome" only: the architecture and optimizers, as `raygan.arch.Genome.encode`
+    # writes them (image data; `raygan evolve` draws and mutates them)
+    genome: str = ""
 
     def __post_init__(self) -> None:
         for key in ("latent_dim", "g_hidden", "d_hidden", "dcgan_width", "minibatch_kernels",
@@ -89,6 +92,13 @@ class NetworksConfig:
             "networks.hidden_layers",
             f"must be >= 0, got {self.hidden_layers}",
         )
+        if self.genome:
+            from raygan.arch.genome import Genome  # plain Python, like this module
+
+            try:
+                Genome.decode(self.genome)
+            except ValueError as exc:
+                check(False, "networks.genome", str(exc))
         check(
             self.aae_prior != "mixture2d" or self.latent_dim == 2,
             "networks.aae_prior",

@@ -144,15 +144,13 @@ def select_survivors(fitness: Sequence[float], mu: int) -> list[int]:
     return order[:mu]
 
 
-def spawn(
-    parents: Sequence[Individual], losses: Sequence[str], betas: tuple[float, float]
-) -> list[Individual]:
+def spawn(parents: Sequence[Individual], losses: Sequence[str]) -> list[Individual]:
     """One offspring per (parent, loss), parents in order then losses in order: each a copy of
     its parent's weights, Adam state, learning rate and weight average, with the loss set."""
     offspring = []
     for parent in parents:
         for loss in losses:
-            child = parent.clone(betas)
+            child = parent.clone()
             child.loss = loss
             offspring.append(child)
     return offspring
@@ -178,14 +176,13 @@ class Egan(Rule):
         Stops at the first non-finite loss.
         """
         cfg, d = gen.config, pairing.ds[0]
-        betas = (cfg.training.beta1, cfg.training.beta2)
         d.net.train()
         device = next(d.net.parameters()).device
         for b in range(start, min(stop, len(gen.batches))):
             if tally.nonfinite:
                 return
             real = gen.data[gen.batches[b]].to(device)
-            offspring = spawn(pairing.gs, cfg.losses.generator, betas)
+            offspring = spawn(pairing.gs, cfg.losses.generator)
             self._step_offspring(gen, d, offspring, len(real), tally)
             fit_real, fit_z = gen.fitness_batch()
             with ops.eval_mode([d.net, *(o.net for o in offspring)]), torch.no_grad():
