@@ -81,7 +81,8 @@ def inert_options(config: RunConfig) -> dict[str, str]:
             out[f"training.{key}"] = "the genome sets each side's optimizer, rate and momentum"
     tune = config.tune
     if tune.scheduler != "evolve":
-        for key in ("elite_fraction", "refill", "fitness", "parameter_penalty", "max_parameters"):
+        for key in ("elite_fraction", "refill", "fitness", "parameter_penalty", "max_parameters",
+                    "channels"):
             out[f"tune.{key}"] = f"only tune.scheduler 'evolve' reads it, not {tune.scheduler!r}"
     elif tune.fitness != "neurales":
         out["tune.parameter_penalty"] = f"tune.fitness is {tune.fitness!r}, not 'neurales'"

@@ -63,8 +63,9 @@ def population_space(config: RunConfig) -> list[str]:
 
 
 def bounds_of(config: RunConfig) -> Bounds:
-    """The genome limits of an `evolve` sweep (`tune.max_parameters` per network)."""
-    return Bounds(max_params=config.tune.max_parameters)
+    """The genome limits of an `evolve` sweep (`tune.max_parameters` per network, the conv
+    widths of `tune.channels`)."""
+    return Bounds(channels=config.tune.channels, max_params=config.tune.max_parameters)
 
 
 def initial_population(

@@ -117,6 +117,9 @@ class TuneSection:
     fitness: Literal["metric", "neurales"] = "metric"
     parameter_penalty: float = 0.1
     max_parameters: int = 1_500_000  # per network, for the genomes evolve draws and mutates
+    # the conv widths those genomes may use (a CPU sweep keeps them narrow: the cost of a conv
+    # block grows with its width squared at full resolution, which max_parameters cannot see)
+    channels: tuple[int, ...] = (8, 16, 32, 64, 128)
 
     def __post_init__(self) -> None:
         check(self.num_samples >= 1, "tune.num_samples", "must be >= 1")
@@ -145,6 +148,8 @@ class TuneSection:
         check_nonnegative(self.parameter_penalty, "tune.parameter_penalty")
         check(self.max_parameters >= 1000, "tune.max_parameters",
               f"must be >= 1000, got {self.max_parameters}")
+        check(len(self.channels) >= 1 and min(self.channels) >= 1, "tune.channels",
+              f"must list conv widths >= 1, got {list(self.channels)}")
         check(self.scheduler != "evolve" or self.num_samples >= 2, "tune.num_samples",
               f"evolve needs a population of at least 2 genomes, got {self.num_samples}")
         check(self.metric is None or bool(self.metric), "tune.metric", "must not be empty")
