@@ -175,3 +175,16 @@ def bench_json(main: Callable[[list[str]], int], argv: list[str]) -> dict[str, A
     with contextlib.redirect_stdout(out):
         assert main(argv) == 0
     return json.loads(out.getvalue())
+
+
+def config_error(build: Callable[[], object], *fragments: str) -> str:
+    """Call `build`, expect a one-line `ConfigError` holding every fragment, return its message."""
+    from raygan.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        build()
+    message = str(info.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    return message

@@ -12,10 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RULE_OVERRIDES, assert_same_state, check_resume_equals_uninterrupted
+from conftest import (
+    RULE_OVERRIDES,
+    assert_same_state,
+    check_resume_equals_uninterrupted,
+    config_error,
+)
 from conftest import tiny_toy_config as _tiny
 
-from raygan.config import ConfigError, RunConfig
+from raygan.config import RunConfig
 from raygan.core import aae
 from raygan.core.cell import Cell, cell_seeds
 from raygan.core.individual import Individual, make_optimizer
@@ -251,6 +256,4 @@ def test_the_aae_builder_draws_from_the_given_generator() -> None:
 def test_aae_options_reject_bad_values_in_one_line(
     overrides: dict[str, object], message: str
 ) -> None:
-    with pytest.raises(ConfigError) as info:
-        _tiny(**overrides)
-    assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+    config_error(lambda: _tiny(**overrides), message)

@@ -137,3 +137,18 @@ def test_the_committed_results_cover_every_run_of_the_full_tables() -> None:
         for setting in picked + (["single"] if wall else []):
             runs = coevolution.finished(name, table, setting, done, picked[0] if wall else None)
             assert len(runs) == table.seeds_of(setting), (name, setting)
+
+
+def test_evolve_bench_baselines_are_the_shipped_networks_at_the_sweeps_budget() -> None:
+    import evolve
+
+    from raygan.config import load_config
+
+    sweep = load_config(evolve.CONFIGS / "evolve_mnist.yaml")
+    for kind in ("dcgan", "mlp"):
+        base = evolve.baseline(sweep, kind)
+        assert base.networks.kind == kind and base.grid.size == 1
+        assert base.tune.scheduler == "none"
+        for section in ("data", "losses", "training", "metrics"):
+            assert getattr(base, section) == getattr(sweep, section), section
+        assert base.seed == sweep.seed

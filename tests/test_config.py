@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import config_error
 
 from raygan.config import ConfigError, RunConfig, config_from_dict, load_config
 
@@ -81,11 +82,7 @@ def test_malformed_configs_give_clear_errors(
 ) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    for fragment in fragments:
-        assert fragment in str(info.value), str(info.value)
-    assert "\n" not in str(info.value)
+    config_error(lambda: load_config(path), *fragments)
 
 
 def test_bad_override() -> None:

@@ -1,4 +1,5 @@
-"""bench/methods.py: `--quick` runs every method and reports the documented keys."""
+"""bench/methods.py: `--quick` runs methods and reports the documented keys; every setting's
+config loads."""
 
 from __future__ import annotations
 
@@ -19,9 +20,25 @@ def _run(argv: list[str]) -> dict[str, Any]:
     return bench_json(methods.main, argv)
 
 
-def test_quick_run_reports_every_method_with_its_cost_ratio(tmp_path: Path) -> None:
+RUN = ["single", "fresh", "gman"]
+"""The settings the quick run trains: the two baselines and one method (each method's training
+is tested in its own module; `test_every_setting_is_a_valid_config` loads every setting)."""
+
+
+def test_every_setting_is_a_valid_config() -> None:
+    import coevolution
+
+    from raygan.config import load_config
+
+    for table in [*methods.tables(quick=True).values(), *methods.tables(quick=False).values()]:
+        for setting in methods.SETTINGS:
+            over = coevolution.overrides(table, setting, 0, methods.SETTINGS)
+            load_config(coevolution.BASES[table.data], over)  # raises on a refused setting
+
+
+def test_quick_run_reports_each_method_with_its_cost_ratio(tmp_path: Path) -> None:
     path = tmp_path / "runs.jsonl"
-    result = _run(["--quick", "--jobs", "1", "--results", str(path)])
+    result = _run(["--quick", "--jobs", "1", "--results", str(path), "--settings", *RUN])
     assert result["bench"] == "methods" and result["quick"] is True
     assert result["plain"] == "fresh" and result["multi_discriminator_rule"] == "fresh"
     assert result["pending"] == {} and result["config_errors"] == {}
@@ -29,7 +46,7 @@ def test_quick_run_reports_every_method_with_its_cost_ratio(tmp_path: Path) -> N
                 "evaluate_every_generations", "total_s"):
         assert key in result
     table = result["tables"]["ring8_2x2"]
-    assert list(table["settings"]) == list(methods.SETTINGS)
+    assert list(table["settings"]) == RUN
     for setting, entry in table["settings"].items():
         assert entry["overrides"] == methods.SETTINGS[setting]
         (run,) = entry["runs"]
@@ -41,14 +58,14 @@ def test_quick_run_reports_every_method_with_its_cost_ratio(tmp_path: Path) -> N
     assert table["settings"]["fresh"]["cost_ratio"] == 1.0
     assert table["cost_measure"] == "seconds_per_generation"
     rows = result["bench_table"]["ring8_2x2"]
-    assert list(rows) == list(methods.SETTINGS)
+    assert list(rows) == RUN
     for row in rows.values():
         assert {"modes_covered", "hq_fraction", "cost_ratio", "seeds_done", "errors",
                 "modes_covered_vs_plain", "modes_covered_vs_single"} <= set(row)
-    assert len(path.read_text().splitlines()) == len(methods.SETTINGS)  # every run recorded
-    again = _run(["--quick", "--jobs", "1", "--results", str(path)])  # nothing to rerun
-    assert again["tables"]["ring8_2x2"]["settings"]["egan"]["runs"] == (
-        table["settings"]["egan"]["runs"])
+    assert len(path.read_text().splitlines()) == len(RUN)  # every run recorded
+    again = _run(["--quick", "--jobs", "1", "--results", str(path), "--settings", *RUN])
+    assert again["tables"]["ring8_2x2"]["settings"]["gman"]["runs"] == (  # nothing rerun
+        table["settings"]["gman"]["runs"])
 
 
 def test_unknown_setting_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:

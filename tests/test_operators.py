@@ -21,7 +21,7 @@ def test_mutated_lr_reaches_optimizer_param_groups() -> None:
     # a trained optimizer state, as a centre carries from generation to generation
     net(torch.randn(4, 2)).sum().backward()
     ind.optimizer.step()
-    child = ind.clone((0.5, 0.999))  # reloads the optimizer state, as Lipizzaner does
+    child = ind.clone()  # reloads the optimizer state, as Lipizzaner does
     new_lr, record = ops.mutate_lr(child.lr, rng(1), probability=1.0, sigma=0.5)
     assert record.mutated and new_lr != pytest.approx(2e-4)
     ops.set_optimizer_lr(child.optimizer, new_lr)

@@ -4,8 +4,10 @@ Every section is a frozen dataclass. `load_config` reads a YAML file, applies `-
 overrides and builds the dataclasses, rejecting unknown keys and bad values with a
 `ConfigError` that names the key and what is allowed. Nothing here imports torch or ray.
 
-* `sections`: one dataclass per YAML section, each checking its own keys (`tune` is
-  `raygan.tuning.section`'s: the search space and the scheduler policy);
+* `model` (data, networks, losses: what is trained) and `sections` (grid, evolution, mixture,
+  training, metrics, resources, output: how it is trained and run): one dataclass per YAML
+  section, each checking its own keys (`tune` is `raygan.tuning.section`'s: the search space
+  and the scheduler policy);
 * `schema`: `RunConfig`, the checks across sections and the settings derived from them;
 * `coerce`: plain dicts to dataclasses, key by key and type by type;
 * `loader`: YAML files, overrides and configs saved by earlier versions.
@@ -13,20 +15,22 @@ overrides and builds the dataclasses, rejecting unknown keys and bad values with
 
 from raygan.config.coerce import REMOVED, RENAMED
 from raygan.config.loader import config_from_saved, load_config, parse_override, yaml_load
-from raygan.config.schema import RunConfig, config_from_dict, inert_options
-from raygan.config.sections import (
+from raygan.config.model import (
     BCE_COMPATIBLE,
     DataConfig,
     DatasetName,
-    EvolutionConfig,
-    GridConfig,
     LossesConfig,
     LossName,
-    MetricsConfig,
-    MixtureConfig,
     MultiDName,
     NetworkName,
     NetworksConfig,
+)
+from raygan.config.schema import RunConfig, config_from_dict, inert_options
+from raygan.config.sections import (
+    EvolutionConfig,
+    GridConfig,
+    MetricsConfig,
+    MixtureConfig,
     OutputConfig,
     ResourcesConfig,
     RuleName,

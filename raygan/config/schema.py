@@ -1,9 +1,9 @@
 """`RunConfig`: the whole run, its checks across sections and the settings derived from them.
 
-A `RunConfig` holds one dataclass per YAML section (`raygan.config.sections`, and the `tune`
-section of `raygan.tuning.section`). Its `__post_init__` checks what no single section can:
-options that only act under other settings, metric names against the data set, the tune
-space's values, the scheduler's decision points against the evaluation schedule.
+A `RunConfig` holds one dataclass per YAML section (`raygan.config.model`, `.sections`, and
+the `tune` section of `raygan.tuning.section`). Its `__post_init__` checks what no single
+section can: options that only act under other settings, metric names against the data set,
+the tune space's values, the scheduler's decision points against the evaluation schedule.
 """
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from raygan.config.coerce import build, plain, set_dotted
+from raygan.config.model import BCE_COMPATIBLE, DataConfig, LossesConfig, NetworksConfig
 from raygan.config.sections import (
-    BCE_COMPATIBLE,
-    DataConfig,
     EvolutionConfig,
     GridConfig,
-    LossesConfig,
     MetricsConfig,
     MixtureConfig,
-    NetworksConfig,
     OutputConfig,
     ResourcesConfig,
     TrainingConfig,
@@ -32,6 +29,8 @@ from raygan.errors import ConfigError, check
 from raygan.metrics import catalog
 from raygan.tuning.section import TuneSection, check_against_metrics
 
+NEURALES_FITNESS = "neurales_fitness"
+"""The result key of `tune.fitness: neurales` (`raygan.tuning.evolve.neurales_fitness`)."""
 
 def inert_options(config: RunConfig) -> dict[str, str]:
     """The options that nothing reads under `config`'s other settings, with the reason."""
@@ -72,6 +71,23 @@ def inert_options(config: RunConfig) -> dict[str, str]:
     if nets.kind != "aae":
         out["networks.aae_prior"] = (
             f"only networks.kind 'aae' draws codes from a prior, not {nets.kind!r}")
+    if nets.kind != "genome":
+        out["networks.genome"] = f"only networks.kind 'genome' builds one, not {nets.kind!r}"
+    else:
+        why = "the genome sets the architecture"
+        for key in ("g_hidden", "d_hidden", "hidden_layers", "g_activation", "dcgan_width"):
+            out[f"networks.{key}"] = why
+        for key in ("lr_g", "lr_d", "beta1"):
+            out[f"training.{key}"] = "the genome sets each side's optimizer, rate and momentum"
+    tune = config.tune
+    if tune.scheduler != "evolve":
+        for key in ("elite_fraction", "refill", "fitness", "parameter_penalty", "max_parameters",
+                    "channels"):
+            out[f"tune.{key}"] = f"only tune.scheduler 'evolve' reads it, not {tune.scheduler!r}"
+    elif tune.fitness != "neurales":
+        out["tune.parameter_penalty"] = f"tune.fitness is {tune.fitness!r}, not 'neurales'"
+    else:
+        out["tune.metric"] = "tune.fitness 'neurales' ranks by neurales_fitness"
     if nets.g_norm != "virtual_batch":
         out["networks.vbn_reference_size"] = "networks.g_norm is not 'virtual_batch'"
     multi = config.losses.multi_discriminator
@@ -114,10 +130,16 @@ class RunConfig:
     def __post_init__(self) -> None:
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         check(
-            self.networks.kind != "dcgan" or not self.data.is_toy,
+            self.networks.kind not in ("dcgan", "genome") or not self.data.is_toy,
             "networks.kind",
-            f"'dcgan' needs image data, but data.name is {self.data.name!r}",
+            f"{self.networks.kind!r} needs image data, but data.name is {self.data.name!r}",
         )
+        evolve = self.tune.scheduler == "evolve"
+        check(self.networks.kind != "genome" or bool(self.networks.genome) or evolve,
+              "networks.genome", "networks.kind 'genome' needs a genome string (raygan.arch; "
+              "tune.scheduler 'evolve' draws them)")
+        check(not evolve or self.networks.kind == "genome", "tune.scheduler",
+              "'evolve' evolves architecture genomes: set networks.kind: genome")
         check(
             self.losses.discriminators != "local" or self.networks.kind == "mlp",
             "losses.discriminators",
@@ -182,6 +204,13 @@ class RunConfig:
                 check(not on, key, "does not combine with networks.kind 'aae' (its G step is "
                       "the encoder's reconstruction and regularisation phases): set it back to its "
                       "default")
+        if self.networks.kind == "genome":
+            for key, on in (("training.rule", self.training.rule == "egan"),
+                            ("losses.discriminators", local),
+                            ("networks.minibatch_discrimination",
+                             self.networks.minibatch_discrimination)):
+                check(not on, key, "does not combine with networks.kind 'genome' (its networks "
+                      "and optimizers are the genome's): set it back to its default")
         if multi != "none":
             for key, on in (("losses.feature_matching", losses.feature_matching),
                             ("training.historical_averaging",
@@ -260,7 +289,10 @@ class RunConfig:
 
     @property
     def tune_metric(self) -> str:
-        """The result key trials are ranked by: `tune.metric`, else the best `rank_by`."""
+        """The result key trials are ranked by: `tune.metric`, else the best `rank_by`
+        (`neurales_fitness` under `tune.fitness: neurales`)."""
+        if self.tune.scheduler == "evolve" and self.tune.fitness == "neurales":
+            return NEURALES_FITNESS
         return self.tune.metric or catalog.result_key(self.rank_by)
 
     @property
@@ -268,6 +300,8 @@ class RunConfig:
         """`tune.mode`, else the ranking metric's direction."""
         if self.tune.mode is not None:
             return self.tune.mode
+        if self.tune_metric == NEURALES_FITNESS:
+            return "min"
         name = self.tune_metric.removeprefix(catalog.BEST_PREFIX)
         return "min" if catalog.lower_is_better(name) else "max"
 

@@ -34,7 +34,7 @@ from raygan.core.individual import (
 )
 from raygan.core.local_d import LocalDiscriminators
 from raygan.core.losses import get_loss
-from raygan.core.networks import build_networks
+from raygan.core.networks import build_networks, optimizer_specs
 from raygan.core.report import CellReport
 from raygan.core.rules import get_rule
 from raygan.core.rules.base import FitnessBatch, Generation, Pairing, Tally, side_report
@@ -103,12 +103,12 @@ class Cell:
         self.torch_rng = torch.Generator().manual_seed(
             int(seed.generate_state(1, np.uint64)[0] >> np.uint64(1))
         )
-        self._betas = (config.training.beta1, config.training.beta2)
+        self._optimizers = optimizer_specs(config.networks, config.training)
         g_net, d_net = self._new_pair(self.torch_rng)
         losses = config.losses.generator
-        self.g = self._individual(g_net, config.training.lr_g, losses[0])
+        self.g = self._individual(g_net, "g", losses[0])
         self.g.ema = self._average_of(g_net)
-        self.d = self._individual(d_net, config.training.lr_d, "")
+        self.d = self._individual(d_net, "d", "")
         n_members = 1 + len(self.neighbours)
         self.mixture_weights = np.full(n_members, 1.0 / n_members)
         # read-only networks reloaded from the neighbours' snapshots at every exchange
@@ -136,8 +136,10 @@ class Cell:
             attach_history(d)
         return g.to(self.device), d.to(self.device)
 
-    def _individual(self, net: nn.Module, lr: float, loss: str) -> Individual:
-        return Individual(net, make_optimizer(net, lr, self._betas), lr, self.index, loss)
+    def _individual(self, net: nn.Module, side: str, loss: str) -> Individual:
+        spec = self._optimizers[side]
+        return Individual(net, make_optimizer(net, spec.lr, spec.betas, spec.name), spec.lr,
+                          self.index, loss)
 
     @staticmethod
     def _frozen(net: nn.Module) -> nn.Module:
@@ -184,13 +186,15 @@ class Cell:
         """A trainable copy of member `slot`'s network (see `Generation.adopt`)."""
         centre = self.g if side == "g" else self.d
         if slot == 0:
-            return centre.clone(self._betas)
+            return centre.clone()
         src = (self._g_slots if side == "g" else self._d_slots)[slot - 1]
         meta = self._slot_meta[slot - 1]
         net = copy.deepcopy(src).requires_grad_(True)
         lr = float(meta[f"{side}_lr"])
         loss = str(meta["g_loss"]) if side == "g" else ""
-        ind = Individual(net, make_optimizer(net, lr, self._betas), lr, int(meta["cell"]), loss)
+        spec = self._optimizers[side]
+        opt = make_optimizer(net, lr, spec.betas, spec.name)
+        ind = Individual(net, opt, lr, int(meta["cell"]), loss)
         if f"{side}_opt" in meta:
             load_optimizer_numpy(ind.optimizer, meta[f"{side}_opt"])
             ops.set_optimizer_lr(ind.optimizer, lr)
@@ -275,7 +279,7 @@ class Cell:
                 self.mixture_weights,
                 self.config.mixture.sigma,
                 self.rng,
-                lambda w: self.task.mixture_score(self._mixture_samples(gens, w, z_mix)),
+                lambda w: self.task.mixture_score(ops.mixture_samples(gens, w, z_mix)),
             )
             accepted = rec.accepted
             mix_score = rec.new_score if accepted else rec.old_score
@@ -328,34 +332,15 @@ class Cell:
         self, gs: Sequence[nn.Module], ds: Sequence[nn.Module], batch: FitnessBatch
     ) -> tuple[list[float], list[float]]:
         nets = [*gs, *ds]
-        modes = [n.training for n in nets]
-        for n in nets:
-            n.eval()
         evo = self.config.evolution
         if self.config.networks.kind == "aae":  # encoders' codes of the data against prior codes
             gs, batch = [aae.encoder_of(g) for g in gs], (batch[1], batch[0])
-        try:
+        with ops.eval_mode(nets):
             return ops.all_vs_all_fitness(
                 list(gs), list(ds), *batch, get_loss(evo.fitness_loss), evo.fitness_aggregation
             )
-        finally:
-            for n, mode in zip(nets, modes):
-                n.train(mode)
 
     # -- mixture ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def _mixture_samples(self, gens: Sequence[nn.Module], weights: np.ndarray, z: Tensor) -> Tensor:
-        counts = ops.mixture_counts(weights, len(z))
-        parts, start = [], 0
-        for g, c in zip(gens, counts):
-            if c > 0:
-                was = g.training
-                g.eval()
-                parts.append(g(z[start : start + int(c)]))
-                g.train(was)
-            start += int(c)
-        return torch.cat(parts).cpu()
-
     def sample(
         self, snapshots: Sequence[Snapshot], n: int, seed: int, centre_only: bool = False
     ) -> Tensor:
@@ -376,7 +361,7 @@ class Cell:
         weights = self.mixture_weights
         if centre_only or not self.config.mixture.enabled:
             weights = np.eye(len(weights))[0]
-        return self._mixture_samples([self.g.sampler, *self._g_samplers], weights, z)
+        return ops.mixture_samples([self.g.sampler, *self._g_samplers], weights, z)
 
     def evaluate(self, snapshots: Sequence[Snapshot], n: int, seed: int) -> Scored:
         """Metrics of this cell's mixture (see `CellTask.evaluate`) and a preview of the samples

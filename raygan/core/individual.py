@@ -52,9 +52,18 @@ def load_optimizer_numpy(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
     optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
 
 
-def make_optimizer(net: nn.Module, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    """The Adam optimizer every individual uses."""
-    return torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
+def make_optimizer(
+    net: nn.Module, lr: float, betas: tuple[float, float], name: str = "adam"
+) -> torch.optim.Optimizer:
+    """An individual's optimizer: Adam with `betas` (every network but an architecture genome's),
+    or RMSprop or SGD with momentum `betas[0]` (genomes choose theirs, `raygan.arch`)."""
+    if name == "adam":
+        return torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(net.parameters(), lr=lr, momentum=betas[0])
+    if name == "sgd":
+        return torch.optim.SGD(net.parameters(), lr=lr, momentum=betas[0])
+    raise ValueError(f"unknown optimizer {name!r}; known: adam, rmsprop, sgd")
 
 
 @dataclass
@@ -64,7 +73,7 @@ class Individual:
     Attributes:
         net: generator or discriminator (with `training.historical_averaging` its buffers
             also hold the running mean of its parameters: `raygan.core.techniques`).
-        optimizer: its Adam optimizer; `lr` is kept in its param groups.
+        optimizer: its optimizer (`make_optimizer`); `lr` is kept in its param groups.
         lr: current learning rate.
         source: index of the cell whose networks this individual descends from.
         loss: generator loss name (empty for discriminators).
@@ -96,10 +105,10 @@ class Individual:
         for buf, live in zip(self.ema.buffers(), self.net.buffers()):
             buf.copy_(live)
 
-    def clone(self, betas: tuple[float, float]) -> Individual:
-        """Deep copy with an independent optimizer carrying the same state."""
+    def clone(self) -> Individual:
+        """Deep copy with an independent optimizer of the same kind carrying the same state."""
         net = copy.deepcopy(self.net)
-        opt = make_optimizer(net, self.lr, betas)
+        opt = type(self.optimizer)(net.parameters(), **self.optimizer.defaults)
         opt.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
         ema = None if self.ema is None else copy.deepcopy(self.ema)
         return Individual(net, opt, self.lr, self.source, self.loss, self.fitness, ema)

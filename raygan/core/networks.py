@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from raygan.config import NetworksConfig
+from raygan.config import NetworksConfig, TrainingConfig
 from raygan.core.layers import MinibatchDiscrimination
 
 
@@ -168,7 +169,18 @@ def _build_aae(
     return build_aae(cfg, data_shape, generator)
 
 
-NETWORKS: dict[str, NetworkBuilder] = {"mlp": _build_mlp, "dcgan": _build_dcgan, "aae": _build_aae}
+def _build_genome(
+    cfg: NetworksConfig, data_shape: tuple[int, ...], generator: torch.Generator
+) -> tuple[nn.Module, nn.Module]:
+    from raygan.arch.build import build
+    from raygan.arch.genome import Genome
+
+    return build(Genome.decode(cfg.genome), cfg.latent_dim, data_shape, generator)
+
+
+NETWORKS: dict[str, NetworkBuilder] = {
+    "mlp": _build_mlp, "dcgan": _build_dcgan, "aae": _build_aae, "genome": _build_genome,
+}
 
 
 def build_networks(
@@ -185,3 +197,27 @@ def build_networks(
     if cfg.kind not in NETWORKS:
         raise KeyError(f"unknown network {cfg.kind!r}; registered: {', '.join(NETWORKS)}")
     return NETWORKS[cfg.kind](cfg, data_shape, generator)
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """What `raygan.core.individual.make_optimizer` builds for one side of a cell."""
+
+    name: str
+    lr: float
+    betas: tuple[float, float]
+
+
+def optimizer_specs(nets: NetworksConfig, training: TrainingConfig) -> dict[str, OptimizerSpec]:
+    """Each side's optimizer ("g", "d"): the genome's (kind and rate; its momentum is Adam's
+    beta1) for `networks.kind: genome`, else Adam at `training.lr_g`/`lr_d` with
+    `training.beta1`/`beta2`."""
+    if nets.kind == "genome":
+        from raygan.arch.genome import Genome
+
+        genome = Genome.decode(nets.genome)
+        return {side: OptimizerSpec(opt.name, opt.lr, (opt.momentum, training.beta2))
+                for side, opt in (("g", genome.g_opt), ("d", genome.d_opt))}
+    betas = (training.beta1, training.beta2)
+    return {"g": OptimizerSpec("adam", training.lr_g, betas),
+            "d": OptimizerSpec("adam", training.lr_d, betas)}

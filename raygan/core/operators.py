@@ -8,7 +8,8 @@ sequence of calls and every decision can be logged and tested.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,6 +219,33 @@ def mixture_counts(weights: np.ndarray, n: int) -> np.ndarray:
     order = np.argsort(-(raw - counts), kind="stable")
     counts[order[:short]] += 1
     return counts
+
+
+@contextmanager
+def eval_mode(nets: Sequence[nn.Module]) -> Iterator[None]:
+    """Put `nets` in eval mode for the block and give each back its own mode after it."""
+    modes = [n.training for n in nets]
+    for n in nets:
+        n.eval()
+    try:
+        yield
+    finally:
+        for n, mode in zip(nets, modes):
+            n.train(mode)
+
+
+@torch.no_grad()
+def mixture_samples(gens: Sequence[nn.Module], weights: np.ndarray, z: Tensor) -> Tensor:
+    """Samples of the mixture of `gens` (in eval mode) on the noise `z`, on the CPU: member k
+    maps its `mixture_counts` share of consecutive rows of `z`."""
+    counts = mixture_counts(weights, len(z))
+    parts, start = [], 0
+    for g, c in zip(gens, counts):
+        if c > 0:
+            with eval_mode([g]):
+                parts.append(g(z[start : start + int(c)]))
+        start += int(c)
+    return torch.cat(parts).cpu()
 
 
 def mixture_es_step(

@@ -21,7 +21,7 @@ from ray.tune import Callback, CheckpointConfig, FailureConfig, ResultGrid, Sync
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from raygan.config import RunConfig
+from raygan.config import ConfigError, RunConfig
 from raygan.engine.task import check_inputs
 from raygan.metrics.catalog import best_scores, format_scores
 from raygan.tuning.section import SearchDomain, clamp_to_space, perturbation_bounds
@@ -100,6 +100,10 @@ def _domain(domain: SearchDomain) -> Any:
 def param_space(config: RunConfig, sweep: bool) -> dict[str, Any]:
     """Tune's param space: the base config plus one Tune domain per `tune.space` entry."""
     space = {k: _domain(d) for k, d in config.tune.space.items()} if sweep else {}
+    if sweep and config.tune.scheduler == "evolve":  # one trial per genome of the population
+        from raygan.tuning.evolve import GENOME_KEY, population_space
+
+        space[GENOME_KEY] = tune.grid_search(population_space(config))
     return trial_config(config, space)
 
 
@@ -115,6 +119,10 @@ def make_scheduler(config: RunConfig) -> TrialScheduler:
         )
     if t.scheduler == "none":
         return FIFOScheduler()
+    if t.scheduler == "evolve":
+        from raygan.tuning.evolve import make_evolve_scheduler
+
+        return make_evolve_scheduler(config)
     mutable = t.mutable()
     explore = functools.partial(clamp_to_space, perturbation_bounds(t))
     # Tune's schedulers, exploiting without leaving a stale STOP behind (see the module)
@@ -203,6 +211,10 @@ def build_tuner(
     """
     run_config_of(trial_config(config))  # fail here, not in the first trial
     t = config.tune
+    if config.networks.kind == "genome" and not config.networks.genome and not sweep:
+        raise ConfigError("networks.genome: a single run trains one genome; set it, or run "
+                          "`raygan tune` with tune.scheduler: evolve to draw a population")
+    evolve = sweep and t.scheduler == "evolve"  # the population is a grid over its genomes
     storage = storage_path or config.output.storage_path
     keep = config.output.keep_checkpoints
     if keep is None and not (sweep and t.perturbs):
@@ -224,7 +236,7 @@ def build_tuner(
         metric=config.tune_metric,
         mode=config.tune_mode,
         scheduler=make_scheduler(config) if sweep else FIFOScheduler(),
-        num_samples=t.num_samples if sweep else 1,
+        num_samples=t.num_samples if sweep and not evolve else 1,
         max_concurrent_trials=t.max_concurrent_trials,
         reuse_actors=t.reuse_actors,
         trial_name_creator=_trial_name,

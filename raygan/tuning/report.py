@@ -223,6 +223,9 @@ def render_html(experiment: Path, trials: list[TrialRecord]) -> str:
                  for e in exploits],
             )
         )
+    from raygan.tuning.evolve_report import evolve_html  # an evolve sweep's steps, if any
+
+    parts.append(evolve_html(experiment, trials, _png, _img, _table_html))
     for trial in trials:
         parts.append(f"<h2 id='{html.escape(trial.trial_id)}'>Trial {html.escape(trial.trial_id)}"
                      f" ({html.escape(trial.status)})</h2>")

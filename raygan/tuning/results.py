@@ -125,14 +125,15 @@ def best_trial(trials: list[TrialRecord]) -> TrialRecord:
     """
     if not trials:
         raise ValueError("the experiment has no trials")
+    return min(trials, key=rank_key)
 
-    def key(t: TrialRecord) -> float:
-        s = t.score
-        if math.isnan(s):
-            return math.inf
-        return s if t.config.tune_mode == "min" else -s
 
-    return min(trials, key=key)
+def rank_key(trial: TrialRecord) -> float:
+    """Sort key that puts the best trial first (by its `tune.mode`) and NaN last."""
+    s = trial.score
+    if math.isnan(s):
+        return math.inf
+    return s if trial.config.tune_mode == "min" else -s
 
 
 def latest_checkpoint(trial_dir: str | Path) -> Path | None:

@@ -17,12 +17,13 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from raygan.errors import check
+from raygan.errors import check, check_nonnegative
 
-SchedulerName = Literal["none", "pbt", "pb2", "asha"]
+SchedulerName = Literal["none", "pbt", "pb2", "asha", "evolve"]
 
 STRUCTURAL_KNOBS: tuple[str, ...] = (
     "seed", "grid.rows", "grid.cols", "training.lr_g", "training.lr_d", "training.exchange_every",
+    "losses.multi_discriminator",
 )
 """Searchable keys that shape the population or its start: drawn once per trial, never
 perturbed (the learning rates are every individual's initial rates; lr mutation moves them)."""
@@ -33,6 +34,11 @@ LIVE_KNOBS: tuple[str, ...] = (
     "evolution.lr_additive_sigma",
     "evolution.tournament_size",
     "mixture.sigma",
+    "losses.gman_temperature",
+    "losses.hv_delta",
+    "losses.real_label",
+    "evolution.egan_gamma",
+    "training.historical_averaging",
 )
 """Searchable keys a running population can switch to between generations (PBT/PB2 mutate)."""
 
@@ -100,6 +106,20 @@ class TuneSection:
     reduction_factor: int = 3  # ASHA: 1/reduction_factor of the trials go on at each rung
     max_failures: int = 2  # restarts of a failed trial from its last checkpoint
     reuse_actors: bool = True
+    # evolve (architecture evolution, raygan.tuning.evolve): every perturbation_interval
+    # generations the best elite_fraction of the num_samples genomes go on unchanged; the
+    # others restart from an elite's checkpoint with a mutation of its genome ("mutate": the
+    # weights whose shapes still agree are kept) or with a new random genome ("random")
+    elite_fraction: float = 0.25
+    refill: Literal["mutate", "random"] = "mutate"
+    # "metric": tune.metric (reference FID by default); "neurales": the cells' mean G training
+    # loss plus parameter_penalty per million parameters of G and D (lower is better)
+    fitness: Literal["metric", "neurales"] = "metric"
+    parameter_penalty: float = 0.1
+    max_parameters: int = 1_500_000  # per network, for the genomes evolve draws and mutates
+    # the conv widths those genomes may use (a CPU sweep keeps them narrow: the cost of a conv
+    # block grows with its width squared at full resolution, which max_parameters cannot see)
+    channels: tuple[int, ...] = (8, 16, 32, 64, 128)
 
     def __post_init__(self) -> None:
         check(self.num_samples >= 1, "tune.num_samples", "must be >= 1")
@@ -122,6 +142,16 @@ class TuneSection:
         check(self.grace_period >= 1, "tune.grace_period", "must be >= 1")
         check(self.reduction_factor >= 2, "tune.reduction_factor", "must be >= 2")
         check(self.max_failures >= -1, "tune.max_failures", "must be >= 0 (or -1: forever)")
+        check(0 < self.elite_fraction < 1, "tune.elite_fraction",
+              f"must be in (0, 1) (some genomes survive, some are replaced), got "
+              f"{self.elite_fraction}")
+        check_nonnegative(self.parameter_penalty, "tune.parameter_penalty")
+        check(self.max_parameters >= 1000, "tune.max_parameters",
+              f"must be >= 1000, got {self.max_parameters}")
+        check(len(self.channels) >= 1 and min(self.channels) >= 1, "tune.channels",
+              f"must list conv widths >= 1, got {list(self.channels)}")
+        check(self.scheduler != "evolve" or self.num_samples >= 2, "tune.num_samples",
+              f"evolve needs a population of at least 2 genomes, got {self.num_samples}")
         check(self.metric is None or bool(self.metric), "tune.metric", "must not be empty")
         allowed = STRUCTURAL_KNOBS + LIVE_KNOBS
         for key, domain in self.space.items():
@@ -131,7 +161,7 @@ class TuneSection:
             check(key in allowed, where, f"not a searchable key{extra}; allowed: "
                   + ", ".join(allowed))
             _check_domain(domain, where)
-        if self.perturbs:
+        if self.scheduler in ("pbt", "pb2"):
             live = [k for k, d in self.space.items()
                     if k in LIVE_KNOBS and (d.continuous or self.scheduler == "pbt")]
             kinds = "uniform/loguniform " if self.scheduler == "pb2" else ""
@@ -144,11 +174,14 @@ class TuneSection:
 
     @property
     def perturbs(self) -> bool:
-        """True under PBT and PB2, which change the live knobs of running trials."""
-        return self.scheduler in ("pbt", "pb2")
+        """True under PBT, PB2 and evolve, which restart trials from others' checkpoints."""
+        return self.scheduler in ("pbt", "pb2", "evolve")
 
     def mutable(self) -> dict[str, SearchDomain]:
-        """The domains PBT/PB2 perturb: live knobs (PB2: only the continuous ones)."""
+        """The domains PBT/PB2 perturb: live knobs (PB2: only the continuous ones); evolve
+        changes genomes only."""
+        if self.scheduler not in ("pbt", "pb2"):
+            return {}
         return {
             k: d for k, d in self.space.items()
             if k in LIVE_KNOBS and (d.continuous or self.scheduler != "pb2")

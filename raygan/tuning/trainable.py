@@ -17,6 +17,7 @@ engine's checkpoint), `result.json` and `params.json`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -31,6 +32,7 @@ from ray.train import Checkpoint as StoredCheckpoint  # Tune's checkpoints are t
 from ray.tune import PlacementGroupFactory
 
 from raygan.config import RunConfig, config_from_saved
+from raygan.config.schema import NEURALES_FITNESS
 from raygan.distributed.resources import trial_bundles
 from raygan.engine.checkpoint import CheckpointError, load_checkpoint
 from raygan.engine.controller import GenerationSummary
@@ -53,10 +55,12 @@ def trial_config(config: RunConfig, overrides: dict[str, Any] | None = None) -> 
     """The Tune config of a trial of `config`.
 
     The sweep itself (space, scheduler) is left out of the base: a trial is one run, ranked by
-    the same metric and mode.
+    the same metric and mode. Under `evolve` the scheduler is kept: a trial's restore reads how
+    its genome was refilled, and its results carry the fitness evolve ranks by.
     """
     base = config.to_dict()
-    base["tune"].update(space={}, scheduler="none")
+    evolve = config.tune.scheduler == "evolve"
+    base["tune"].update(space={}, scheduler="evolve" if evolve else "none")
     return {BASE_KEY: base, **(overrides or {})}
 
 
@@ -104,6 +108,7 @@ class CoevolutionTrainable(tune.Trainable):
         self.pool = self._make_pool(with_absolute_paths(self.run_config, start_dir))
         self.run = Run(self.run_config, self.pool, self.out)
         self.controller = self.run.controller
+        self._genome_params: tuple[int, int] | None = None
 
     @classmethod
     def default_resource_request(cls, config: dict[str, Any]) -> PlacementGroupFactory:
@@ -147,8 +152,31 @@ class CoevolutionTrainable(tune.Trainable):
             "best_cell": self.controller.best_cell,
             metric: math.nan,
             **scores,
+            **self._genome_result(summary),
             "done": self.controller.done,
         }
+
+    def _genome_result(self, summary: GenerationSummary) -> dict[str, Any]:
+        """A genome's parameter counts (one cell's G and D) and, under `tune.fitness:
+        neurales`, its fitness; nothing for other networks."""
+        nets = self.run_config.networks
+        if nets.kind != "genome":
+            return {}
+        from raygan.arch.build import parameter_count
+        from raygan.arch.genome import Genome
+        from raygan.tuning.evolve import data_shape_of, neurales_fitness
+
+        if self._genome_params is None:  # once per genome: the count needs the data's shape
+            shape = data_shape_of(self.run_config)
+            self._genome_params = parameter_count(Genome.decode(nets.genome), nets.latent_dim,
+                                                  shape)
+        g, d = self._genome_params
+        out: dict[str, Any] = {"g_params": g, "d_params": d}
+        tune_section = self.run_config.tune
+        if tune_section.scheduler == "evolve" and tune_section.fitness == "neurales":
+            losses = [r.g.train_loss for r in summary.reports]
+            out[NEURALES_FITNESS] = neurales_fitness(losses, g + d, tune_section.parameter_penalty)
+        return out
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         """The engine's checkpoint; also refreshes the Parquet history and flushes TensorBoard."""
@@ -187,6 +215,13 @@ class CoevolutionTrainable(tune.Trainable):
             # Tune set the iteration from the damaged checkpoint's result; one step is one
             # generation, so the count restarts where the loaded checkpoint stands
             self._iteration = generation
+        if saved.networks != self.run_config.networks and _evolved(saved, self.run_config):
+            # an evolve step gave this trial another genome: the elite's states, new networks
+            from raygan.tuning.evolve import adopt_genome
+
+            inherit = self.run_config.tune.refill == "mutate"
+            cell_states, _ = adopt_genome(cell_states, self.pool.state_dicts(), inherit)
+            saved = saved.replace(**{"networks.genome": self.run_config.networks.genome})
         for section in _STRUCTURE:
             if getattr(saved, section) != getattr(self.run_config, section):
                 raise ValueError(
@@ -205,6 +240,12 @@ class CoevolutionTrainable(tune.Trainable):
         """Release the pool (its actors, if any) and close the event file."""
         self.run.close()
 
+
+def _evolved(saved: RunConfig, current: RunConfig) -> bool:
+    """True when `current` differs from `saved` only by an evolve step's new genome."""
+    return (current.tune.scheduler == "evolve" and saved.networks.kind == "genome"
+            and dataclasses.replace(saved.networks, genome=current.networks.genome)
+            == current.networks)
 
 def _stored_checkpoint(restoring: Any, local_dir: Any) -> StoredCheckpoint:
     """Where the checkpoint being restored is stored: what Tune handed `restore`, else the

@@ -39,8 +39,7 @@ the fitness batch).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -145,30 +144,16 @@ def select_survivors(fitness: Sequence[float], mu: int) -> list[int]:
     return order[:mu]
 
 
-def spawn(
-    parents: Sequence[Individual], losses: Sequence[str], betas: tuple[float, float]
-) -> list[Individual]:
+def spawn(parents: Sequence[Individual], losses: Sequence[str]) -> list[Individual]:
     """One offspring per (parent, loss), parents in order then losses in order: each a copy of
     its parent's weights, Adam state, learning rate and weight average, with the loss set."""
     offspring = []
     for parent in parents:
         for loss in losses:
-            child = parent.clone(betas)
+            child = parent.clone()
             child.loss = loss
             offspring.append(child)
     return offspring
-
-
-@contextmanager
-def _eval_mode(nets: Sequence[nn.Module]) -> Iterator[None]:
-    modes = [n.training for n in nets]
-    for n in nets:
-        n.eval()
-    try:
-        yield
-    finally:
-        for n, mode in zip(nets, modes):
-            n.train(mode)
 
 
 class Egan(Rule):
@@ -191,19 +176,18 @@ class Egan(Rule):
         Stops at the first non-finite loss.
         """
         cfg, d = gen.config, pairing.ds[0]
-        betas = (cfg.training.beta1, cfg.training.beta2)
         d.net.train()
         device = next(d.net.parameters()).device
         for b in range(start, min(stop, len(gen.batches))):
             if tally.nonfinite:
                 return
             real = gen.data[gen.batches[b]].to(device)
-            offspring = spawn(pairing.gs, cfg.losses.generator, betas)
+            offspring = spawn(pairing.gs, cfg.losses.generator)
             self._step_offspring(gen, d, offspring, len(real), tally)
             fit_real, fit_z = gen.fitness_batch()
-            with _eval_mode([d.net, *(o.net for o in offspring)]), torch.no_grad():
+            with ops.eval_mode([d.net, *(o.net for o in offspring)]), torch.no_grad():
                 fakes = [o.net(fit_z) for o in offspring]
-            with _eval_mode([d.net]):
+            with ops.eval_mode([d.net]):
                 scores = egan_fitness(d.net, fit_real, fakes, cfg.evolution.egan_gamma)
             chosen = select_survivors([s.total for s in scores], cfg.evolution.egan_mu)
             pairing.gs[:] = [offspring[i] for i in chosen]

@@ -1,0 +1,184 @@
+"""The sections that say what is trained: the data, the networks and the losses.
+
+One frozen dataclass per YAML section, each checking its own keys in `__post_init__`; the
+sections that say how it is trained and run are `raygan.config.sections`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from raygan.errors import check, check_nonnegative
+from raygan.metrics.catalog import TOY_DATASETS
+
+LossName = Literal["minimax", "heuristic", "least_squares", "hinge", "wasserstein_gp"]
+DatasetName = Literal[
+    "ring8", "grid25", "mnist5k", "digits8x8", "mnist", "fashion_mnist", "cifar10", "celeba"
+]
+NetworkName = Literal["mlp", "dcgan", "aae", "genome"]
+MultiDName = Literal["none", "avg", "gman", "hv", "mgd"]
+"""Multi-discriminator generator objectives (raygan.core.multi_d)."""
+BCE_COMPATIBLE: tuple[str, ...] = ("minimax", "heuristic", "least_squares")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the cells learn to generate and how it is split among them."""
+
+    name: DatasetName = "ring8"
+    samples: int = 20_000  # toy data only: total number of points generated
+    std: float | None = None  # toy only; None = the PacGAN value (0.01 ring, 0.05 grid)
+    radius: float = 1.0  # ring8 only
+    sharding: Literal["split", "replicate"] = "split"
+    root: str = "./data"
+    download: bool = False
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check(self.samples >= 1, "data.samples", f"must be >= 1, got {self.samples}")
+        check(self.std is None or self.std > 0, "data.std", f"must be > 0, got {self.std}")
+        check(self.radius > 0, "data.radius", f"must be > 0, got {self.radius}")
+
+    @property
+    def is_toy(self) -> bool:
+        """True for the 2-D Gaussian mixtures."""
+        return self.name in TOY_DATASETS
+
+
+@dataclass(frozen=True)
+class NetworksConfig:
+    """Generator and discriminator architecture."""
+
+    kind: NetworkName = "mlp"
+    latent_dim: int = 64
+    g_hidden: int = 256
+    d_hidden: int = 256
+    hidden_layers: int = 2  # MLP only: hidden layers between input and output
+    # MLP generator only: ReLU can map whole latent regions onto one point, which the sharp
+    # modes of the toy mixtures need; LeakyReLU (Lipizzaner's choice) keeps images smoother
+    g_activation: Literal["leaky_relu", "relu"] = "leaky_relu"
+    dcgan_width: int = 64
+    # improved techniques (Salimans et al. 2016): a minibatch-discrimination layer before D's
+    # logit (MLP and DCGAN), with the reference code's 100 kernels of 5 dimensions
+    minibatch_discrimination: bool = False
+    minibatch_kernels: int = 100
+    minibatch_kernel_dims: int = 5
+    # the most samples the layer compares with each other: larger inputs (fitness samples) are
+    # split into groups, so closeness keeps its training scale; keep it training.batch_size
+    minibatch_group: int = 100
+    # DCGAN generator only: "virtual_batch" normalises each example with the statistics of a
+    # reference batch of latent vectors fixed at the start (vbn_reference_size of them) and
+    # of the example itself
+    g_norm: Literal["batch", "virtual_batch"] = "batch"
+    vbn_reference_size: int = 100
+    # kind "aae" only: the prior codes are drawn from (raygan.core.aae): N(0, I), or 10 2-D
+    # Gaussians on a circle (latent_dim 2)
+    aae_prior: Literal["gaussian", "mixture2d"] = "gaussian"
+    # kind "genome" only: the architecture and optimizers, as `raygan.arch.Genome.encode`
+    # writes them (image data; `raygan evolve` draws and mutates them)
+    genome: str = ""
+
+    def __post_init__(self) -> None:
+        for key in ("latent_dim", "g_hidden", "d_hidden", "dcgan_width", "minibatch_kernels",
+                    "minibatch_kernel_dims", "vbn_reference_size"):
+            value = getattr(self, key)
+            check(value >= 1, f"networks.{key}", f"must be >= 1, got {value}")
+        check(self.minibatch_group >= 2, "networks.minibatch_group",
+              f"must be >= 2 (a sample is compared with the others), got {self.minibatch_group}")
+        check(
+            self.hidden_layers >= 0,
+            "networks.hidden_layers",
+            f"must be >= 0, got {self.hidden_layers}",
+        )
+        if self.genome:
+            from raygan.arch.genome import Genome  # plain Python, like this module
+
+            try:
+                Genome.decode(self.genome)
+            except ValueError as exc:
+                check(False, "networks.genome", str(exc))
+        check(
+            self.aae_prior != "mixture2d" or self.latent_dim == 2,
+            "networks.aae_prior",
+            f"'mixture2d' is a 2-D prior; set networks.latent_dim to 2, not {self.latent_dim}",
+        )
+
+
+@dataclass(frozen=True)
+class LossesConfig:
+    """Generator loss set (Mustangs), how often a new one is drawn, and multi-discriminator
+    objectives (raygan.core.multi_d, raygan.core.local_d)."""
+
+    generator: tuple[LossName, ...] = ("minimax", "heuristic", "least_squares")
+    mutation: Literal["generation", "batch"] = "generation"
+    # "matching": D minimises the loss that pairs with G's (least-squares D for a least-squares
+    # G); "bce": D always minimises BCE, as the reference Mustangs does
+    discriminator: Literal["matching", "bce"] = "matching"
+    gradient_penalty: float = 10.0  # wasserstein_gp only
+    # improved techniques (Salimans et al. 2016): G minimises the squared distance between the
+    # mean features of D's penultimate layer on real and on fake batches instead of its loss
+    # (the loss still picks D's matching loss)
+    feature_matching: bool = False
+    # D's target on real samples (one-sided label smoothing; fakes stay 0): 0.9 is the
+    # reference value, 1.0 is off; only losses with labels (BCE, least squares) can smooth
+    real_label: float = 1.0
+    # each G step against every D of its adversary pool (the neighbourhood) at once, combined
+    # by raygan.core.multi_d: "avg", "gman", "hv", "mgd"; "none": one D drawn per step
+    multi_discriminator: MultiDName = "none"
+    gman_temperature: float = 1.0  # gman only: softmax(lambda * l_k) weights; 0 = avg
+    hv_delta: float = 1.5  # hv only: nadir eta = hv_delta * max_k l_k
+    # where the K discriminators come from: "neighbourhood" (the G step's adversary pool) or
+    # "local" (every D is k MLP heads on fixed random projections of the input, the hGAN mode;
+    # a G step draws one adversary and faces its k heads)
+    discriminators: Literal["neighbourhood", "local"] = "neighbourhood"
+    k: int = 8  # local only: heads per discriminator
+
+    def __post_init__(self) -> None:
+        check(
+            0.5 < self.real_label <= 1.0,
+            "losses.real_label",
+            f"must be in (0.5, 1] (0.9: one-sided label smoothing, 1: off), got {self.real_label}",
+        )
+        unlabelled = [name for name in self.generator if name not in BCE_COMPATIBLE]
+        check(
+            self.real_label == 1.0 or self.discriminator == "bce" or not unlabelled,
+            "losses.real_label",
+            f"is {self.real_label} but the D losses of {', '.join(unlabelled)} have no labels "
+            "to smooth; use only " + ", ".join(BCE_COMPATIBLE) + " or leave it at 1.0",
+        )
+        check(len(self.generator) >= 1, "losses.generator", "needs at least one loss")
+        check(
+            len(set(self.generator)) == len(self.generator),
+            "losses.generator",
+            f"has duplicates: {list(self.generator)}",
+        )
+        check_nonnegative(self.gradient_penalty, "losses.gradient_penalty")
+        check_nonnegative(self.gman_temperature, "losses.gman_temperature", "0: plain average")
+        check(self.k >= 2, "losses.k", f"must be >= 2, got {self.k}")
+        check(
+            self.discriminators != "local" or self.multi_discriminator != "none",
+            "losses.discriminators",
+            "'local' needs losses.multi_discriminator (avg, gman, hv or mgd) to combine the "
+            "local discriminators",
+        )
+        check(
+            self.discriminators != "local" or "wasserstein_gp" not in self.generator,
+            "losses.discriminators",
+            "'local' cannot train wasserstein_gp critics (the gradient penalty is per critic); "
+            "drop wasserstein_gp from losses.generator",
+        )
+        check(
+            math.isfinite(self.hv_delta) and self.hv_delta > 1,
+            "losses.hv_delta",
+            f"must be finite and > 1 (the nadir must lie beyond the worst loss), "
+            f"got {self.hv_delta}",
+        )
+        odd = [name for name in self.generator if name not in BCE_COMPATIBLE]
+        check(
+            self.discriminator != "bce" or not odd,
+            "losses.discriminator",
+            f"'bce' cannot train the critic of {', '.join(odd)}; use 'matching' or only "
+            + ", ".join(BCE_COMPATIBLE),
+        )
