@@ -33,7 +33,7 @@ QUICK = ["data.name=digits8x8", "networks.latent_dim=16", "training.generations=
          "training.max_batches=2", "training.batch_size=32", "metrics.every=1",
          "metrics.samples=100", "evolution.fitness_sample_size=64", "tune.num_samples=4",
          "tune.perturbation_interval=1", "tune.elite_fraction=0.5", "tune.max_parameters=20000",
-         "tune.max_concurrent_trials=2", "output.checkpoint_every=1", "output.plot_every=1"]
+         "output.checkpoint_every=1", "output.plot_every=1"]
 """`--quick`: two generations of 4 tiny genomes on digits8x8 (the test of this script)."""
 
 

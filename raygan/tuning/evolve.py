@@ -64,8 +64,9 @@ def population_space(config: RunConfig) -> list[str]:
 
 def bounds_of(config: RunConfig) -> Bounds:
     """The genome limits of an `evolve` sweep (`tune.max_parameters` per network, the conv
-    widths of `tune.channels`)."""
-    return Bounds(channels=config.tune.channels, max_params=config.tune.max_parameters)
+    widths of `tune.channels`, learning rates within a factor of 4-10 of DCGAN's 2e-4)."""
+    return Bounds(channels=config.tune.channels, max_params=config.tune.max_parameters,
+                  lr_min=5e-5, lr_max=2e-3)
 
 
 def initial_population(

@@ -152,6 +152,12 @@ class TuneSection:
               f"must list conv widths >= 1, got {list(self.channels)}")
         check(self.scheduler != "evolve" or self.num_samples >= 2, "tune.num_samples",
               f"evolve needs a population of at least 2 genomes, got {self.num_samples}")
+        # Tune creates no trial beyond the limit until one ends, so a limited population would
+        # step with the running few only; the cluster's resources pace the trials instead
+        check(self.scheduler != "evolve" or self.max_concurrent_trials is None
+              or self.max_concurrent_trials >= self.num_samples, "tune.max_concurrent_trials",
+              f"evolve steps the whole population together: leave it null or set it to at least "
+              f"tune.num_samples ({self.num_samples}), got {self.max_concurrent_trials}")
         check(self.metric is None or bool(self.metric), "tune.metric", "must not be empty")
         allowed = STRUCTURAL_KNOBS + LIVE_KNOBS
         for key, domain in self.space.items():
