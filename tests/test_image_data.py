@@ -210,3 +210,13 @@ def test_a_missing_data_set_stops_raygan_train_before_tune_in_one_line(
     assert len(err) <= 3 and "CIFAR-10 data set not found" in err[-1]
     assert not (tmp_path / "results" / "nodata").exists()  # Tune never started
     assert ray.is_initialized() == was_running
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "digits8x8"])
+def test_image_shape_is_the_loaded_shape_without_loading(name: str) -> None:
+    from raygan.data.images import image_shape, load_image_dataset
+
+    assert image_shape(name) == tuple(load_image_dataset(name).images.shape[1:])
+    assert image_shape(name, 16) == (1, 16, 16)
+    with pytest.raises(ValueError, match="unknown image data set 'ring8'"):
+        image_shape("ring8")

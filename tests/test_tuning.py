@@ -127,10 +127,14 @@ def test_trial_resources_are_one_bundle_per_cell_plus_the_controller() -> None:
 def test_every_shipped_config_builds_its_experiment(path: Path) -> None:
     config = load_config(path)
     space = param_space(config, sweep=True)
-    assert set(space) == {"raygan", *config.tune.space}
+    evolve = config.tune.scheduler == "evolve"  # one trial per genome of the population
+    assert set(space) == {"raygan", *config.tune.space, *(["networks.genome"] if evolve else [])}
+    if evolve:
+        assert len(space["networks.genome"]["grid_search"]) == config.tune.num_samples
     scheduler = make_scheduler(config)
     expected = {"none": "FIFOScheduler", "pbt": "PopulationBasedTraining", "pb2": "PB2",
-                "asha": "AsyncHyperBandScheduler"}[config.tune.scheduler]
+                "asha": "AsyncHyperBandScheduler",
+                "evolve": "ElitistEvolution"}[config.tune.scheduler]
     assert type(scheduler).__name__ == expected
     if config.tune.scheduler == "pbt":
         # population-shaping knobs are drawn once; only live ones are perturbed

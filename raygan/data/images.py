@@ -32,6 +32,21 @@ IMAGE_DATASETS: tuple[str, ...] = (
 _RESIZE_CHUNK = 4096
 _CELEBA_CROP = 178
 _CELEBA_DEFAULT_SIZE = 64
+_NATIVE_SHAPES: dict[str, tuple[int, int]] = {
+    "mnist5k": (1, 28), "digits8x8": (1, 8), "mnist": (1, 28), "fashion_mnist": (1, 28),
+    "cifar10": (3, 32), "celeba": (3, _CELEBA_DEFAULT_SIZE),
+}
+"""(channels, side) of each image data set as loaded, before `image_size`."""
+
+
+def image_shape(name: str, image_size: int | None = None) -> tuple[int, int, int]:
+    """(C, H, W) of one image of data set `name` as `load_image_dataset` returns it, without
+    loading it (a scheduler sizes genomes for data only its trials read)."""
+    if name not in _NATIVE_SHAPES:
+        raise ValueError(f"unknown image data set {name!r}; known: {', '.join(_NATIVE_SHAPES)}")
+    channels, side = _NATIVE_SHAPES[name]
+    side = image_size or side
+    return channels, side, side
 
 
 class DatasetMissingError(FileNotFoundError):

@@ -41,10 +41,11 @@ LOG_NAME = "evolve.jsonl"
 
 
 def data_shape_of(config: RunConfig) -> tuple[int, ...]:
-    """One sample's shape under `config.data` (loads the data set: local, or its cache)."""
-    from raygan.data import load_dataset
+    """One image's shape under `config.data`, without loading the data (the driver of a
+    cluster sweep may not hold it)."""
+    from raygan.data.images import image_shape
 
-    return load_dataset(config.data, config.seed).sample_shape
+    return image_shape(config.data.name, config.data.image_size)
 
 
 def make_evolve_scheduler(config: RunConfig) -> ElitistEvolution:
