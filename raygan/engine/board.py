@@ -11,6 +11,7 @@ Written with tensorboardX (a Ray Tune dependency), so no TensorFlow or tensorboa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,6 +36,9 @@ class Board:
     def __init__(self, logdir: str | Path) -> None:
         from tensorboardX import SummaryWriter
 
+        # NaN is a value here, not an accident (a GAN's `reconstruction`, a metric before the
+        # first evaluation): tensorboardX would warn about it for every cell, every generation
+        logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
         self.logdir = Path(logdir)
         self._writer = SummaryWriter(str(self.logdir), flush_secs=30)
         self._layout_written = False
