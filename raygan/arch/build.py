@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from raygan.arch.genome import Block, Genome
+from raygan.core.dcgan import init_dcgan_weights
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "prelu": nn.PReLU,
@@ -181,26 +182,6 @@ def _construct(
     return ArchGenerator(genome, latent_dim, data_shape), ArchDiscriminator(genome, data_shape)
 
 
-def _init_weights(module: nn.Module, generator: torch.Generator) -> None:
-    """Fill every tensor of a module made on the meta device and moved with ``to_empty``.
-
-    DCGAN initialisation: N(0, 0.02) weights, N(1, 0.02) batch-norm scales, zero biases and
-    shifts; fresh running statistics; PReLU slopes at their constant 0.25.
-    """
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                nn.init.normal_(m.weight, 0.0, 0.02, generator=generator)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                nn.init.normal_(m.weight, 1.0, 0.02, generator=generator)
-                nn.init.zeros_(m.bias)
-                m.reset_running_stats()
-            elif isinstance(m, nn.PReLU):
-                m.reset_parameters()
-
-
 def build(
     genome: Genome, latent_dim: int, data_shape: tuple[int, ...], generator: torch.Generator
 ) -> tuple[ArchGenerator, ArchDiscriminator]:
@@ -222,7 +203,7 @@ def build(
         g, d = _construct(genome, latent_dim, data_shape)
     for net in (g, d):
         net.to_empty(device=generator.device)
-        _init_weights(net, generator)
+        init_dcgan_weights(net, generator)
     return g, d
 
 
