@@ -109,6 +109,32 @@ def inert_options(config: RunConfig) -> dict[str, str]:
     return out
 
 
+def vectorise_blockers(config: RunConfig) -> dict[str, str]:
+    """Options whose training step `resources.vectorise` cannot stack, with the reason
+    (`raygan.core.packed.train` runs the shared batch loop of plain and mutated losses)."""
+    losses, nets, rule = config.losses, config.networks, config.training.rule
+    blockers = {
+        "training.rule": (rule == "egan", "its offspring have their own step"),
+        "networks.kind": (nets.kind in ("aae", "genome"),
+                          "cells' architectures differ, or the step has phases"),
+        "losses.multi_discriminator": (losses.multi_discriminator != "none",
+                                       "a G step against K discriminators"),
+        "losses.discriminators": (losses.discriminators == "local", "projection heads"),
+        "losses.feature_matching": (losses.feature_matching, "a G loss on D's features"),
+        "losses.generator": ("wasserstein_gp" in losses.generator,
+                             "the gradient penalty takes a gradient inside the step"),
+        "networks.minibatch_discrimination": (nets.minibatch_discrimination,
+                                              "a layer that groups the batch"),
+        "networks.g_norm": (nets.g_norm != "batch", "virtual batch norm's reference batch"),
+        "training.historical_averaging": (config.training.historical_averaging > 0,
+                                          "a penalty on each network's own history"),
+    }
+    if rule == "live" and nets.kind == "dcgan":  # several trainees would update one D's stats
+        blockers["training.rule"] = (True, "'live' trains several networks against one batch "
+                                     "norm adversary in the same batch")
+    return {key: why for key, (on, why) in blockers.items() if on}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A whole coevolution run."""
@@ -173,6 +199,10 @@ class RunConfig:
         )
         self._check_inert()
         self._check_combinations()
+        if self.resources.vectorise:
+            for key, why in vectorise_blockers(self).items():
+                check(False, key, f"cannot be vectorised ({why}): set it back to its default or "
+                      "resources.vectorise: false")
         if rule == "egan":
             self._check_egan()
         self._check_metrics()

@@ -196,9 +196,22 @@ class ResourcesConfig:
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     placement_timeout_s: float = 60.0
     torch_threads: int | None = None  # None: the cell's CPU share, at least 1
+    # cells hosted by one worker process (one Ray actor, one CUDA context); it reserves the sum
+    # of its cells' shares, and neighbours inside it exchange without the object store
+    cells_per_actor: int = 1
+    # train a worker's cells as one stacked step (raygan.core.packed); needs cells_per_actor >= 2
+    vectorise: bool = False
 
     def __post_init__(self) -> None:
         check(self.cpus_per_cell >= 0, "resources.cpus_per_cell", "must be >= 0")
+        check(self.cells_per_actor >= 1, "resources.cells_per_actor",
+              f"must be >= 1, got {self.cells_per_actor}")
+        check(not self.vectorise or self.cells_per_actor >= 2, "resources.vectorise",
+              "stacks the cells of one worker: set resources.cells_per_actor >= 2")
+        gpus = self.gpus_per_cell * self.cells_per_actor
+        check(gpus <= 1 + 1e-9 or self.cells_per_actor == 1, "resources.cells_per_actor",
+              f"times gpus_per_cell is {gpus:g} GPUs per worker; a worker trains on one GPU, so "
+              "keep cells_per_actor * gpus_per_cell <= 1")
         check(self.controller_cpus >= 0, "resources.controller_cpus", "must be >= 0")
         check(
             self.gpus_per_cell >= 0 and (self.gpus_per_cell <= 1 or self.gpus_per_cell % 1 == 0),
@@ -212,15 +225,22 @@ class ResourcesConfig:
         )
         check(self.placement_timeout_s > 0, "resources.placement_timeout_s", "must be > 0")
 
-    def cell_threads(self) -> int:
-        """Intra-op threads per cell: `torch_threads`, else the cell's whole CPUs (>= 1).
+    def workers(self, n_cells: int) -> list[list[int]]:
+        """The cells each worker hosts: consecutive runs of `cells_per_actor` grid indices (the
+        last may be shorter)."""
+        k = self.cells_per_actor
+        return [list(range(i, min(i + k, n_cells))) for i in range(0, n_cells, k)]
+
+    def cell_threads(self, cells: int = 1) -> int:
+        """Intra-op threads of a worker hosting `cells` cells: `torch_threads`, else the whole
+        CPUs of their shares (>= 1).
 
         Small networks run far slower with more threads than cores (on 2 busy cores a 1x1 grid
         took 90x longer with 2 threads than with 1), so cells never take more than their share.
         """
         if self.torch_threads is not None:
             return self.torch_threads
-        return max(1, int(self.cpus_per_cell))
+        return max(1, int(self.cpus_per_cell * cells + 1e-9))
 
 
 @dataclass(frozen=True)

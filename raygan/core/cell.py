@@ -47,8 +47,8 @@ and "g_opt", "d_opt" (numpy Adam states) for rules that train neighbours' copies
 
 
 @dataclass
-class _Running:
-    """A generation between `begin` and `finish`."""
+class Running:
+    """A generation between `begin` and `finish`: what the rule trains and the next batch."""
 
     gen: Generation
     pairing: Pairing
@@ -121,7 +121,7 @@ class Cell:
         if self._keeps_average:
             self._g_samplers = [self._frozen(copy.deepcopy(g)) for g in self._g_slots]
         self._slot_meta: list[Snapshot] = [{} for _ in self.neighbours]
-        self._running: _Running | None = None
+        self._running: Running | None = None
         self.generation = 0
 
     # -- construction helpers -------------------------------------------------------------
@@ -250,18 +250,29 @@ class Cell:
             fitness=self._fitness,
             fitness_batch=self._fitness_batch,
         )
-        self._running = _Running(gen, self.rule.begin(gen), Tally(), start)
+        self._running = Running(gen, self.rule.begin(gen), Tally(), start)
         return len(gen.batches)
 
     def train(self, snapshots: Sequence[Snapshot] | None, batches: int) -> None:
         """Train the next `batches` batches, after reloading the neighbours if given."""
+        run = self.reload(snapshots)
+        stop = run.next_batch + batches
+        self.rule.train(run.gen, run.pairing, run.next_batch, stop, run.tally)
+        self.advance(batches)
+
+    def reload(self, snapshots: Sequence[Snapshot] | None) -> Running:
+        """The generation in progress, after reloading the neighbours if given (the first
+        half of `train`; a worker that trains its cells together calls it for each)."""
         run = self._state()
         if snapshots is not None:
             self._receive(snapshots)
             run.exchanges += 1
-        stop = run.next_batch + batches
-        self.rule.train(run.gen, run.pairing, run.next_batch, stop, run.tally)
-        run.next_batch = min(stop, len(run.gen.batches))
+        return run
+
+    def advance(self, batches: int) -> None:
+        """Count `batches` more batches as trained (the second half of `train`)."""
+        run = self._state()
+        run.next_batch = min(run.next_batch + batches, len(run.gen.batches))
 
     def finish(self, generation: int) -> CellReport:
         """Train what is left, let the rule pick the centres, step the mixture ES, report."""
@@ -305,7 +316,7 @@ class Cell:
             seconds=time.perf_counter() - run.start_time,
         )
 
-    def _state(self) -> _Running:
+    def _state(self) -> Running:
         if self._running is None:
             raise RuntimeError(f"cell {self.index}: no generation begun (call begin first)")
         return self._running

@@ -1,4 +1,4 @@
-"""The cell actor: one engine `Cell` living in its own Ray worker process.
+"""The cell actor: the engine `Cell`s of one worker living in a Ray worker process.
 
 `CellActor` is a plain class; `remote_cell_class` turns it into an actor class at run time, so
 the engine never depends on ray. Snapshots are numpy dicts put in the object store by the actor
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,10 +19,12 @@ import torch
 from ray import ObjectRef
 
 from raygan.config import RunConfig
-from raygan.core.cell import Cell, Snapshot, cell_seeds
+from raygan.core.cell import Snapshot, cell_seeds
+from raygan.core.packed.group import CellGroup
 from raygan.core.report import CellReport
 from raygan.distributed.resources import memory_fraction
-from raygan.engine.task import build_cell, grid_of
+from raygan.data import load_dataset
+from raygan.engine.task import build_cell, grid_of, metric_context
 
 
 def _resolve_snapshots(refs: Sequence[Any]) -> list[Snapshot]:
@@ -46,30 +49,43 @@ def _all_finite(net: torch.nn.Module) -> bool:
                if t.is_floating_point())
 
 
+@dataclass(frozen=True)
+class LocalSnapshot:
+    """A neighbour handle the pool rewrites for a cell on the same actor: the actor reads the
+    snapshot it published itself, with no object-store round trip."""
+
+    cell: int
+
+
 class CellActor:
-    """One grid cell in an actor process.
+    """The cells of one worker (`resources.cells_per_actor`) in an actor process.
 
     Args:
         config: the run configuration.
-        index: the cell's index on the grid.
+        cells: the grid indices of the cells it hosts.
     """
 
-    def __init__(self, config: RunConfig, index: int) -> None:
+    def __init__(self, config: RunConfig, cells: Sequence[int]) -> None:
         res = config.resources
-        torch.set_num_threads(res.cell_threads())
+        torch.set_num_threads(res.cell_threads(len(cells)))
         # snapshots read from the object store are read-only numpy views; `load_numpy` copies
         # them into the slot networks, so torch's warning about non-writable arrays is noise
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.device = self._pick_device(config)
         if self.device.type == "cuda":
-            fraction = memory_fraction(res.gpus_per_cell)
+            fraction = memory_fraction(res.gpus_per_cell * len(cells))
             if fraction is not None:
                 torch.cuda.set_per_process_memory_fraction(fraction, self.device)
-        n = grid_of(config).size
-        seed = cell_seeds(config.seed, n)[index]
-        self.cell: Cell = build_cell(config, index, seed, device=self.device)
-        self.index = index
-        self._finite: dict[str, bool] = {}
+        seeds = cell_seeds(config.seed, grid_of(config).size)
+        dataset = load_dataset(config.data, config.seed)
+        context = metric_context(config, dataset, str(self.device))
+        self.group = CellGroup(
+            [build_cell(config, i, seeds[i], dataset, context, self.device) for i in cells],
+            res.vectorise,
+        )
+        self.cells = list(cells)
+        self._published: dict[int, Snapshot] = {}
+        self._finite: list[dict[str, bool]] = []
 
     @staticmethod
     def _pick_device(config: RunConfig) -> torch.device:
@@ -86,76 +102,95 @@ class CellActor:
         return torch.device("cpu")
 
     def ping(self) -> dict[str, Any]:
-        """Liveness check; also says where the cell runs."""
+        """Liveness check; also says where the cells run."""
         return {
-            "cell": self.index,
+            "cells": self.cells,
             "pid": os.getpid(),
             "device": str(self.device),
             "threads": torch.get_num_threads(),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
 
-    def publish(self) -> ObjectRef:
-        """Put the centre's snapshot in the object store and return its reference."""
-        return ray.put(self.cell.publish())
-
-    def run_generation(
-        self, generation: int, neighbour_refs: Sequence[Any]
-    ) -> tuple[CellReport, dict[str, Any], dict[str, bool]]:
-        """One generation.
+    def publish(self, remote: Sequence[bool]) -> Any:
+        """Snapshot every cell; put in the object store those another actor reads (`remote`).
 
         Returns:
-            The report, the cell's state after the generation and whether the centre's G and D
-            were finite before it (`{"g": bool, "d": bool}`). The pool calls this with
-            `num_returns=3`, so the state stays in the object store as a restart point and
-            reaches the controller only if it asks for it.
+            Per cell, the reference of its stored snapshot or None (read here only); a bare
+            value for one cell, since the pool calls this with `num_returns` = cells.
         """
-        finite = self._centre_finite()
-        report = self.cell.run_generation(generation, _resolve_snapshots(neighbour_refs))
-        return report, self.cell.state_dict(), finite
+        out: list[ObjectRef | None] = []
+        for cell, snap, shared in zip(self.cells, self.group.publish(), remote):
+            self._published[cell] = snap
+            out.append(ray.put(snap) if shared else None)
+        return out[0] if len(out) == 1 else out
 
-    def _centre_finite(self) -> dict[str, bool]:
-        return {"g": _all_finite(self.cell.g.net), "d": _all_finite(self.cell.d.net)}
+    def _resolve(self, rows: Sequence[Sequence[Any]]) -> list[list[Snapshot]]:
+        """Each cell's neighbour handles -> snapshots (own cells' from this process)."""
+        remote = [h for row in rows for h in row if not isinstance(h, LocalSnapshot)]
+        fetched = iter(_resolve_snapshots(remote))
+        return [[self._published[h.cell] if isinstance(h, LocalSnapshot) else next(fetched)
+                 for h in row] for row in rows]
 
-    def begin_generation(self, generation: int, neighbour_refs: Sequence[Any]) -> int:
-        """Start a generation run in rounds (`Cell.begin`); returns its number of batches."""
-        self._finite = self._centre_finite()
-        return self.cell.begin(generation, _resolve_snapshots(neighbour_refs))
+    def run_generation(
+        self, generation: int, rows: Sequence[Sequence[Any]]
+    ) -> tuple[list[CellReport], list[dict[str, Any]], list[dict[str, bool]]]:
+        """One generation of every cell.
 
-    def train_round(self, neighbour_refs: Sequence[Any] | None, batches: int) -> None:
+        Returns:
+            The reports, the cells' states after the generation and whether each centre's G and
+            D were finite before it (`{"g": bool, "d": bool}`). The pool calls this with
+            `num_returns=3`, so the states stay in the object store as a restart point and
+            reach the controller only if it asks for them.
+        """
+        finite = self._centres_finite()
+        reports = self.group.run_generation(generation, self._resolve(rows))
+        return reports, self.state_dict(), finite
+
+    def _centres_finite(self) -> list[dict[str, bool]]:
+        return [{"g": _all_finite(c.g.net), "d": _all_finite(c.d.net)} for c in self.group.cells]
+
+    def begin_generation(self, generation: int, rows: Sequence[Sequence[Any]]) -> list[int]:
+        """Start a generation run in rounds (`Cell.begin`); returns the cells' batch counts."""
+        self._finite = self._centres_finite()
+        return self.group.begin(generation, self._resolve(rows))
+
+    def train_round(self, rows: Sequence[Sequence[Any]] | None, batches: int) -> None:
         """One round: reload the neighbours (unless None), train `batches` batches."""
-        snapshots = None if neighbour_refs is None else _resolve_snapshots(neighbour_refs)
-        self.cell.train(snapshots, batches)
+        self.group.train(None if rows is None else self._resolve(rows), batches)
 
     def finish_generation(
         self, generation: int
-    ) -> tuple[CellReport, dict[str, Any], dict[str, bool]]:
+    ) -> tuple[list[CellReport], list[dict[str, Any]], list[dict[str, bool]]]:
         """End the generation; returns what `run_generation` returns."""
-        report = self.cell.finish(generation)
-        return report, self.cell.state_dict(), self._finite
+        return self.group.finish(generation), self.state_dict(), self._finite
 
     def evaluate(
-        self, neighbour_refs: Sequence[Any], n: int, seed: int
-    ) -> tuple[dict[str, float], np.ndarray]:
-        """Metrics of this cell's mixture and the preview of the scored samples (numpy, so
+        self, rows: Sequence[Sequence[Any]], n: int, seeds: Sequence[int]
+    ) -> list[tuple[dict[str, float], np.ndarray]]:
+        """Metrics of each cell's mixture and the preview of the scored samples (numpy, so
         the driver reads it from the object store without a copy)."""
-        scored = self.cell.evaluate(_resolve_snapshots(neighbour_refs), n, seed)
-        return scored.scores, scored.preview.numpy()
+        out = []
+        for cell, row, seed in zip(self.group.cells, self._resolve(rows), seeds):
+            scored = cell.evaluate(row, n, seed)
+            out.append((scored.scores, scored.preview.numpy()))
+        return out
 
     def sample(
-        self, neighbour_refs: Sequence[Any], n: int, seed: int, centre_only: bool = False
+        self, cell: int, row: Sequence[Any], n: int, seed: int, centre_only: bool = False
     ) -> np.ndarray:
-        """Samples of this cell's mixture (or centre generator) as a numpy array."""
-        snapshots = _resolve_snapshots(neighbour_refs)
-        return self.cell.sample(snapshots, n, seed, centre_only).numpy()
+        """Samples of one cell's mixture (or centre generator) as a numpy array."""
+        (snapshots,) = self._resolve([row])
+        host = self.group.cells[self.cells.index(cell)]
+        return host.sample(snapshots, n, seed, centre_only).numpy()
 
-    def state_dict(self) -> dict[str, Any]:
-        """The cell's full state (see `Cell.state_dict`)."""
-        return self.cell.state_dict()
+    def state_dict(self) -> list[dict[str, Any]]:
+        """Every hosted cell's full state (see `Cell.state_dict`)."""
+        return [cell.state_dict() for cell in self.group.cells]
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the cell from `state_dict` output."""
-        self.cell.load_state_dict(state)
+    def load_state_dict(self, states: Sequence[dict[str, Any]]) -> None:
+        """Restore the cells from `state_dict` output."""
+        for cell, state in zip(self.group.cells, states):
+            cell.load_state_dict(state)
 
 
 def remote_cell_class(num_cpus: float, num_gpus: float) -> Any:

@@ -1,11 +1,13 @@
-"""`RayCellPool`: every cell in its own Ray actor, all reserved in one placement group.
+"""`RayCellPool`: the cells in Ray actors (`resources.cells_per_actor` each), all reserved in
+one placement group.
 
 Handles are ObjectRefs: the controller routes references, and weights move from actor to actor
-through the object store. After each generation the pool keeps a reference to every cell's
-state (produced by the same task as its report, so it costs no extra round trip). If an actor
-dies, the pool recreates it in the same bundle, restores every cell to the start of the
-interrupted generation and runs that generation again, so a run with failures gives the same
-results as one without.
+through the object store; a neighbour on the same actor is read in its process instead
+(`LocalSnapshot`), and only snapshots another actor reads are stored at all. After each
+generation the pool keeps a reference to every actor's cell states (produced by the same task
+as its reports, so it costs no extra round trip). If an actor dies, the pool recreates it in
+the same bundle, restores every cell to the start of the interrupted generation and runs that
+generation again, so a run with failures gives the same results as one without.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from torch import Tensor
 from raygan.config import RunConfig
 from raygan.core.report import CellReport
 from raygan.core.task import Scored
-from raygan.distributed.actor import remote_cell_class
-from raygan.distributed.resources import actor_options, cell_bundle, describe_request
+from raygan.distributed.actor import LocalSnapshot, remote_cell_class
+from raygan.distributed.resources import actor_options, describe_request, worker_bundle
 from raygan.engine.pool import Route, round_inputs, rounds_of
 from raygan.engine.task import grid_of
 
@@ -61,15 +63,16 @@ class RayCellPool:
     Args:
         config: the run configuration (`resources` says what each cell reserves).
         max_retries: how many times one generation is retried after actor failures.
-        placement_group: a group that already holds one bundle per cell (a Ray Tune trial's,
-            see `raygan.tuning`); cell i goes into bundle `bundle_offset + i`. The pool neither
+        placement_group: a group that already holds one bundle per actor (a Ray Tune trial's,
+            see `raygan.tuning`); actor a goes into bundle `bundle_offset + a`. The pool neither
             reserves nor removes it. None: the pool reserves (and later removes) its own.
-        bundle_offset: index of cell 0's bundle in `placement_group`.
+        bundle_offset: index of actor 0's bundle in `placement_group`.
 
     Attributes:
         size: number of cells.
         restarts: number of actors recreated after a failure, over the pool's life.
-        actors: the current actor handles, by cell index.
+        actors: the current actor handles; actor a hosts cells `workers[a]`.
+        workers: the cells of each actor (`ResourcesConfig.workers`).
     """
 
     def __init__(
@@ -86,24 +89,30 @@ class RayCellPool:
         self.max_retries = max_retries
         self.restarts = 0
         res = config.resources
-        self._bundle = cell_bundle(res)
-        self._options = actor_options(res)
-        self._actor_cls = remote_cell_class(self._options["num_cpus"], self._options["num_gpus"])
+        self.workers = res.workers(self.size)
+        self._where = {c: (a, j) for a, cells in enumerate(self.workers)
+                       for j, c in enumerate(cells)}
+        # a snapshot goes to the object store only if a cell on another actor reads it
+        self._shared = [False] * self.size
+        for cell, nbh in enumerate(grid_of(config).all_neighbourhoods()):
+            for other in nbh[1:]:
+                if self._where[other][0] != self._where[cell][0]:
+                    self._shared[other] = True
         self._owns_pg = placement_group is None
         self._offset = bundle_offset
         if placement_group is not None:
             available = len(placement_group.bundle_specs) - bundle_offset
-            if bundle_offset < 0 or available < self.size:
+            if bundle_offset < 0 or available < len(self.workers):
                 raise ValueError(
                     f"the placement group has {len(placement_group.bundle_specs)} bundles; "
-                    f"{self.size} cells from bundle {bundle_offset} do not fit"
+                    f"{len(self.workers)} cell actors from bundle {bundle_offset} do not fit"
                 )
         self._pg: PlacementGroup | None = placement_group or self._reserve()
         self.actors: list[Any] = []
         self._handle_cell: dict[Any, int] = {}  # last published handles -> cell index
         self._failure: BaseException | None = None  # the error that triggered a restore
         try:
-            self.actors = [self._new_actor(i) for i in range(self.size)]
+            self.actors = [self._new_actor(a) for a in range(len(self.workers))]
             ray.get([a.ping.remote() for a in self.actors])
             # restart point before the first generation
             self._states: list[Any] = [a.state_dict.remote() for a in self.actors]
@@ -114,7 +123,8 @@ class RayCellPool:
     # -- placement --------------------------------------------------------------------------
     def _reserve(self) -> PlacementGroup:
         res = self.config.resources
-        pg = placement_group([dict(self._bundle)] * self.size, strategy=res.placement_strategy)
+        bundles = [worker_bundle(res, len(cells)) for cells in self.workers]
+        pg = placement_group(bundles, strategy=res.placement_strategy)
         try:
             ray.get(pg.ready(), timeout=res.placement_timeout_s)
         except GetTimeoutError:
@@ -135,15 +145,34 @@ class RayCellPool:
         strategy = PlacementGroupSchedulingStrategy(
             placement_group=self._pg, placement_group_bundle_index=self._offset + index
         )
-        return self._actor_cls.options(
-            runtime_env=self._options["runtime_env"],
+        options = actor_options(self.config.resources, len(self.workers[index]))
+        actor_cls = remote_cell_class(options["num_cpus"], options["num_gpus"])
+        return actor_cls.options(
+            runtime_env=options["runtime_env"],
             scheduling_strategy=strategy,
-        ).remote(self.config, index)
+        ).remote(self.config, self.workers[index])
+
+    def _rows(self, actor: int, inputs: Sequence[Sequence[Any]] | None) -> list[list[Any]] | None:
+        """The rows of `actor`'s cells from every cell's neighbour handles, with the handles
+        of its own cells' snapshots replaced by `LocalSnapshot`s."""
+        if inputs is None:
+            return None
+        return [self._localise(actor, inputs[c]) for c in self.workers[actor]]
+
+    def _localise(self, actor: int, row: Sequence[Any]) -> list[Any]:
+        """One cell's neighbour handles as `actor` reads them."""
+        cell_of = self._handle_cell
+        return [LocalSnapshot(cell_of[h]) if self._where.get(cell_of.get(h, -1), (-1,))[0]
+                == actor else h for h in row]
 
     # -- the CellPool interface -------------------------------------------------------------
     def publish(self) -> list[Any]:
-        """References to every centre's snapshot (each actor puts its own in the store)."""
-        handles = [a.publish.remote() for a in self.actors]
+        """Handles of every centre's snapshot, by cell (each actor stores its own)."""
+        handles: list[Any] = []
+        for actor, cells in zip(self.actors, self.workers):
+            refs = actor.publish.options(num_returns=len(cells)).remote(
+                [self._shared[c] for c in cells])
+            handles += refs if len(cells) > 1 else [refs]
         self._handle_cell = {h: i for i, h in enumerate(handles)}
         return handles
 
@@ -151,8 +180,7 @@ class RayCellPool:
         """Run one generation in every actor in parallel, retrying it after actor failures."""
 
         def attempt(rows: list[list[Any]]) -> tuple[list[CellReport], list[Any], list[Any]]:
-            report_refs, state_refs, finite_refs = self._submit_generation(generation, rows)
-            return ray.get(report_refs), state_refs, ray.get(finite_refs)
+            return self._gather(self._submit_generation(generation, rows))
 
         reports, states, finite = self._retrying(f"generation {generation}", inputs, attempt)
         # only a generation every cell finished becomes the new restart point
@@ -160,6 +188,19 @@ class RayCellPool:
         for report, was in zip(reports, finite):
             _log_nonfinite(report, was)
         return reports
+
+    def _submit_generation(self, generation: int, inputs: Sequence[Sequence[Any]]) -> list[Any]:
+        """Start every actor's generation; returns its (reports, states, finite) refs."""
+        return [a.run_generation.options(num_returns=3).remote(generation, self._rows(i, inputs))
+                for i, a in enumerate(self.actors)]
+
+    @staticmethod
+    def _gather(triples: list[Any]) -> tuple[list[CellReport], list[Any], list[Any]]:
+        """Every actor's (reports, states, finite) refs -> cells' reports, actors' state refs,
+        cells' finite flags."""
+        reports = [r for rs in ray.get([t[0] for t in triples]) for r in rs]
+        finite = [f for fs in ray.get([t[2] for t in triples]) for f in fs]
+        return reports, [t[1] for t in triples], finite
 
     def run_rounds(self, generation: int, every: int, route: Route) -> list[CellReport]:
         """One generation as synchronous rounds of `every` batches, retried like a generation.
@@ -171,18 +212,18 @@ class RayCellPool:
 
         def attempt(_rows: list[list[Any]]) -> tuple[list[CellReport], list[Any], list[Any]]:
             rows = route(self.publish())
-            begun = [a.begin_generation.remote(generation, rows[i])
+            begun = [a.begin_generation.remote(generation, self._rows(i, rows))
                      for i, a in enumerate(self.actors)]
-            batches = ray.get(begun)
+            batches = [b for bs in ray.get(begun) for b in bs]
             trained = []
             for r in range(rounds_of(batches, every)):
                 rows_r = round_inputs(r, self.size, route, self.publish)
-                trained += [a.train_round.remote(row, every) for a, row in zip(self.actors, rows_r)]
+                trained += [a.train_round.remote(self._rows(i, None if r == 0 else rows_r), every)
+                            for i, a in enumerate(self.actors)]
             triples = [a.finish_generation.options(num_returns=3).remote(generation)
                        for a in self.actors]
             ray.get(trained)  # raises a round's error, if any
-            reports = ray.get([t[0] for t in triples])
-            return reports, [t[1] for t in triples], ray.get([t[2] for t in triples])
+            return self._gather(triples)
 
         reports, states, finite = self._retrying(f"generation {generation}", [], attempt)
         self._states = states
@@ -190,22 +231,14 @@ class RayCellPool:
             _log_nonfinite(report, was)
         return reports
 
-    def _submit_generation(
-        self, generation: int, inputs: Sequence[Sequence[Any]]
-    ) -> tuple[list[Any], list[Any], list[Any]]:
-        """Start every cell's generation; returns (report, state, centre-finite) refs."""
-        triples = [
-            a.run_generation.options(num_returns=3).remote(generation, list(inputs[i]))
-            for i, a in enumerate(self.actors)
-        ]
-        return [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]
-
     def evaluate(self, inputs: Sequence[Sequence[Any]], n: int, seed: int) -> list[Scored]:
         """Every cell's evaluation (`Cell.evaluate`); cell i samples with seed `seed + i`."""
 
         def attempt(rows: list[list[Any]]) -> list[Scored]:
-            refs = [a.evaluate.remote(rows[i], n, seed + i) for i, a in enumerate(self.actors)]
-            return [Scored(scores, _tensor(preview)) for scores, preview in ray.get(refs)]
+            refs = [a.evaluate.remote(self._rows(i, rows), n, [seed + c for c in cells])
+                    for i, (a, cells) in enumerate(zip(self.actors, self.workers))]
+            return [Scored(scores, _tensor(preview))
+                    for per_actor in ray.get(refs) for scores, preview in per_actor]
 
         return self._retrying("evaluation", inputs, attempt)
 
@@ -214,20 +247,24 @@ class RayCellPool:
     ) -> Tensor:
         """Samples from one cell's mixture (or its centre generator alone), as a CPU tensor."""
 
+        actor = self._where[cell][0]
+
         def attempt(rows: list[list[Any]]) -> Tensor:
-            return _tensor(ray.get(self.actors[cell].sample.remote(rows[0], n, seed, centre_only)))
+            row = self._localise(actor, rows[0])
+            return _tensor(ray.get(self.actors[actor].sample.remote(cell, row, n, seed,
+                                                                     centre_only)))
 
         return self._retrying(f"sampling cell {cell}", [inputs], attempt)
 
     def state_dicts(self) -> list[dict[str, Any]]:
         """Every cell's state after the last completed generation."""
-        return list(ray.get(self._states))
+        return [s for per_actor in ray.get(self._states) for s in per_actor]
 
     def load_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
         """Restore every cell; the given states become the restart point."""
         if len(states) != self.size:
             raise ValueError(f"checkpoint has {len(states)} cells, the grid has {self.size}")
-        refs = [ray.put(s) for s in states]
+        refs = [ray.put([states[c] for c in cells]) for cells in self.workers]
         ray.get([a.load_state_dict.remote(r) for a, r in zip(self.actors, refs)])
         self._states = refs
 
@@ -265,15 +302,15 @@ class RayCellPool:
                     rows = self._restore(dead, what, failures, rows)
                 return call(rows)
             except RayError as exc:
-                dead = self._dead_cells()
+                dead = self._dead_actors()
                 if not dead and not isinstance(exc, (RayActorError, ObjectLostError)):
                     self._roll_back()
                     raise
                 failures += 1
                 if failures > self.max_retries:
                     raise RuntimeError(
-                        f"{what} failed {failures} times after cell actor failures (dead now: "
-                        f"{dead}); giving up (max_retries={self.max_retries})"
+                        f"{what} failed {failures} times after cell actor failures (dead actors "
+                        f"now: {dead}); giving up (max_retries={self.max_retries})"
                     ) from exc
                 self._failure = exc
 
@@ -285,8 +322,8 @@ class RayCellPool:
         except RayError as exc:
             log.warning("could not roll the cells back after an error: %s", exc)
 
-    def _dead_cells(self) -> list[int]:
-        """Cells whose actor no longer answers (waits for live actors' queued work)."""
+    def _dead_actors(self) -> list[int]:
+        """Actors that no longer answer (waits for live actors' queued work)."""
         refs = [a.ping.remote() for a in self.actors]
         dead = []
         for i, ref in enumerate(refs):
@@ -309,9 +346,9 @@ class RayCellPool:
         for i in dead:
             self.restarts += 1
             log.warning(
-                "%s: cell actor %d died (%s); restarting it (restart %d, attempt %d of %d)",
-                what, i, type(self._failure).__name__, self.restarts, failures,
-                self.max_retries,
+                "%s: the actor of cells %s died (%s); restarting it (restart %d, attempt %d "
+                "of %d)", what, self.workers[i], type(self._failure).__name__, self.restarts,
+                failures, self.max_retries,
             )
             self.actors[i] = self._new_actor(i)
         # every cell back to the same consistent point, so the retry repeats the generation

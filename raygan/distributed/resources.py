@@ -64,6 +64,11 @@ def cell_bundle(cfg: ResourcesConfig) -> dict[str, float]:
     return bundle
 
 
+def worker_bundle(cfg: ResourcesConfig, cells: int) -> dict[str, float]:
+    """The bundle of a worker hosting `cells` cells: the sum of their shares."""
+    return {k: v * cells for k, v in cell_bundle(cfg).items()}
+
+
 def memory_fraction(gpus_per_cell: float) -> float | None:
     """Share of its GPU's memory a cell may allocate, or None when it needs no cap.
 
@@ -82,15 +87,15 @@ def _package_root() -> str:
     return str(Path(__file__).resolve().parent.parent.parent)
 
 
-def actor_options(cfg: ResourcesConfig) -> dict[str, Any]:
-    """Keyword arguments for `ray.remote(...).options(...)` of one cell actor.
+def actor_options(cfg: ResourcesConfig, cells: int = 1) -> dict[str, Any]:
+    """Keyword arguments for `ray.remote(...).options(...)` of an actor hosting `cells` cells.
 
     CPU-only actors get `CUDA_VISIBLE_DEVICES=""` so torch never initialises CUDA in them (and
     cannot grab a GPU another cell reserved); the thread variables match
     `ResourcesConfig.cell_threads` so the actor does not oversubscribe its CPU share.
     """
     gpus = validate_gpus(cfg.gpus_per_cell)
-    threads = str(cfg.cell_threads())
+    threads = str(cfg.cell_threads(cells))
     env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     if gpus <= 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -98,8 +103,8 @@ def actor_options(cfg: ResourcesConfig) -> dict[str, Any]:
     existing = os.environ.get("PYTHONPATH", "")
     env["PYTHONPATH"] = root + (os.pathsep + existing if existing else "")
     return {
-        "num_cpus": float(cfg.cpus_per_cell),
-        "num_gpus": gpus,
+        "num_cpus": float(cfg.cpus_per_cell) * cells,
+        "num_gpus": gpus * cells,
         "runtime_env": {"env_vars": env},
     }
 
@@ -108,19 +113,22 @@ def trial_bundles(cfg: ResourcesConfig, n_cells: int) -> list[dict[str, float]]:
     """Placement-group bundles of one Ray Tune trial of a grid of `n_cells`.
 
     Backend `ray`: bundle 0 is the trial's own process (the controller: `controller_cpus`,
-    possibly empty) and bundles 1..n are the cells, so Tune places (and the autoscaler sizes
-    for) whole grids. Backend `local`: the trial process runs the cells one after another, so
+    possibly empty) and bundles 1.. are the cell actors (`resources.cells_per_actor` cells
+    each), so Tune places (and the autoscaler sizes for) whole grids. Backend `local`: the trial process runs the cells one after another, so
     it reserves one cell's share, which lets small machines run several trials side by side.
     """
     cell = cell_bundle(cfg)
     if cfg.backend == "local":
         return [cell]
     head = {"CPU": float(cfg.controller_cpus)} if cfg.controller_cpus > 0 else {}
-    return [head] + [dict(cell) for _ in range(n_cells)]
+    return [head] + [worker_bundle(cfg, len(cells)) for cells in cfg.workers(n_cells)]
 
 
 def describe_request(cfg: ResourcesConfig, n_cells: int) -> str:
     """Human-readable total of what a grid of `n_cells` asks for, for error messages."""
-    bundle = cell_bundle(cfg)
-    total = {k: v * n_cells for k, v in bundle.items()}
-    return f"{n_cells} bundles of {bundle} (total {total}, strategy {cfg.placement_strategy})"
+    workers = cfg.workers(n_cells)
+    bundle = worker_bundle(cfg, len(workers[0]))
+    total = {k: v * n_cells for k, v in cell_bundle(cfg).items()}
+    each = f" (up to {cfg.cells_per_actor} cells each)" if cfg.cells_per_actor > 1 else ""
+    return (f"{len(workers)} bundles of {bundle}{each} (total {total}, "
+            f"strategy {cfg.placement_strategy})")

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import Tensor
 
 from raygan.config import RunConfig
 from raygan.core.cell import Cell, cell_seeds, resolve_device
+from raygan.core.packed.group import CellGroup
 from raygan.core.report import CellReport
 from raygan.core.task import Scored
 from raygan.data import load_dataset
 from raygan.engine.task import build_cell, grid_of, metric_context
+
+T = TypeVar("T")
 
 Route = Callable[[list[Any]], list[list[Any]]]
 """Every cell's handles -> each cell's neighbours' handles (`Controller.route`)."""
@@ -82,7 +85,8 @@ class CellPool(Protocol):
 
 
 class LocalCellPool:
-    """All cells in this process, run one after another.
+    """All cells in this process, in groups of `resources.cells_per_actor` run one after
+    another (each group's batches one stacked step with `resources.vectorise`).
 
     Args:
         config: the run configuration.
@@ -98,6 +102,9 @@ class LocalCellPool:
         self.cells: list[Cell] = [
             build_cell(config, i, seeds[i], dataset, context, device) for i in range(n)
         ]
+        res = config.resources
+        self.groups = [CellGroup([self.cells[i] for i in ids], res.vectorise)
+                       for ids in res.workers(n)]
         self.size = n
 
     def publish(self) -> list[Any]:
@@ -105,17 +112,20 @@ class LocalCellPool:
         return [cell.publish() for cell in self.cells]
 
     def run_generation(self, generation: int, inputs: Sequence[Sequence[Any]]) -> list[CellReport]:
-        """Run every cell's generation in turn."""
-        return [cell.run_generation(generation, inputs[i]) for i, cell in enumerate(self.cells)]
+        """Run every group's generation in turn."""
+        return [report for group in self.groups
+                for report in group.run_generation(generation, _rows_of(group, inputs))]
 
     def run_rounds(self, generation: int, every: int, route: Route) -> list[CellReport]:
         """Every round publishes all centres first, then trains every cell in turn."""
         rows = route(self.publish())
-        batches = [cell.begin(generation, rows[i]) for i, cell in enumerate(self.cells)]
+        batches = [b for group in self.groups for b in group.begin(generation,
+                                                                   _rows_of(group, rows))]
         for r in range(rounds_of(batches, every)):
-            for cell, row in zip(self.cells, round_inputs(r, self.size, route, self.publish)):
-                cell.train(row, every)
-        return [cell.finish(generation) for cell in self.cells]
+            rows_r = round_inputs(r, self.size, route, self.publish)
+            for group in self.groups:
+                group.train(_rows_of(group, rows_r), every)
+        return [report for group in self.groups for report in group.finish(generation)]
 
     def evaluate(self, inputs: Sequence[Sequence[Any]], n: int, seed: int) -> list[Scored]:
         """Every cell's evaluation (`Cell.evaluate`); cell i samples with seed `seed + i`."""
@@ -140,3 +150,7 @@ class LocalCellPool:
 
     def close(self) -> None:
         """Nothing to release locally."""
+
+
+def _rows_of(group: CellGroup, rows: Sequence[T]) -> list[T]:
+    return [rows[i] for i in group.indices]

@@ -14,7 +14,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ from raygan.core import operators as ops
 from raygan.core.individual import Individual
 from raygan.core.losses import Loss, get_loss, gradient_penalty
 from raygan.core.report import SideReport
+
+T = TypeVar("T")
 
 FitnessBatch = tuple[Tensor, Tensor]
 """A shared (real samples, latent noise) batch that fitness is measured on."""
@@ -205,8 +207,14 @@ def vary(gen: Generation, ind: Individual, draw_loss: bool = True) -> bool:
     return record.mutated
 
 
+def d_loss_name(config: RunConfig, g_loss: str) -> str:
+    """The loss a D trains with when its G uses `g_loss`: BCE (heuristic's D loss) under
+    `losses.discriminator: bce`, else the G loss's own D loss."""
+    return "heuristic" if config.losses.discriminator == "bce" else g_loss
+
+
 def _d_loss(config: RunConfig, g_loss: str) -> Loss:
-    return get_loss("heuristic" if config.losses.discriminator == "bce" else g_loss)
+    return get_loss(d_loss_name(config, g_loss))
 
 
 def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tally: Tally) -> None:
@@ -239,7 +247,7 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
             tally.loss_counts[g.loss] += 1
         if b % cfg.training.d_every == 0:
             for i, d in enumerate(pairing.ds):
-                cell, g_adv = _draw(pairing.d_adversaries, gen.rng)
+                cell, g_adv = draw(pairing.d_adversaries, gen.rng)
                 loss = _d_loss(cfg, pairing.gs[min(i, len(pairing.gs) - 1)].loss)
                 with torch.no_grad():
                     fake = aae.encoder_of(g_adv)(real) if is_aae else g_adv(gen.noise(len(idx)))
@@ -251,16 +259,16 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
                 d_loss = techniques.step(d, d_loss, cfg.training.historical_averaging)
                 tally.d_steps += 1
                 tally.d_opponents[cell] += 1
-                tally.d_loss_sum += _finite(float(d_loss.detach()), tally)
+                tally.d_loss_sum += finite_into(float(d_loss.detach()), tally)
         for g in pairing.gs:
             if cfg.losses.multi_discriminator != "none":
                 _multi_g_step(gen, pairing, g, len(idx), tally)
                 continue
-            cell, d_adv = _draw(pairing.g_adversaries, gen.rng)
+            cell, d_adv = draw(pairing.g_adversaries, gen.rng)
             if is_aae:
                 history = cfg.training.historical_averaging
                 error = aae.reconstruction_step(g, real, history)
-                tally.reconstruction_sum += _finite(error, tally)
+                tally.reconstruction_sum += finite_into(error, tally)
                 fake = aae.encoder_of(g.net)(real)
             else:
                 fake = g.net(gen.noise(len(idx)))
@@ -269,7 +277,7 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
             g.update_ema(cfg.training.g_ema)
             tally.g_steps += 1
             tally.g_opponents[cell] += 1
-            tally.g_loss_sum += _finite(float(g_loss.detach()), tally)
+            tally.g_loss_sum += finite_into(float(g_loss.detach()), tally)
         tally.batches += 1
     for d in pairing.ds:  # G steps leave gradients in live Ds; they are never stepped on
         d.optimizer.zero_grad(set_to_none=True)
@@ -282,7 +290,7 @@ def _multi_g_step(gen: Generation, pairing: Pairing, g: Individual, n: int, tall
     losses = gen.config.losses
     pool = pairing.g_adversaries
     if losses.discriminators == "local":
-        pool = [_draw(pool, gen.rng)]
+        pool = [draw(pool, gen.rng)]
     result = multi_d.generator_step(
         g.net, g.optimizer, [d for _, d in pool], get_loss(g.loss).generator, gen.noise(n),
         losses.multi_discriminator, losses.gman_temperature, losses.hv_delta,
@@ -290,16 +298,17 @@ def _multi_g_step(gen: Generation, pairing: Pairing, g: Individual, n: int, tall
     g.update_ema(gen.config.training.g_ema)
     tally.g_steps += 1
     tally.g_opponents.update(cell for cell, _ in pool)
-    tally.g_loss_sum += _finite(sum(result.losses) / len(result.losses), tally)
-    _finite(result.objective, tally)
+    tally.g_loss_sum += finite_into(sum(result.losses) / len(result.losses), tally)
+    finite_into(result.objective, tally)
 
 
-def _draw(pool: list[tuple[int, nn.Module]], rng: np.random.Generator) -> tuple[int, nn.Module]:
+def draw(pool: list[tuple[int, T]], rng: np.random.Generator) -> tuple[int, T]:
     """An adversary drawn uniformly (a draw is made even from one, to keep streams aligned)."""
     return pool[int(rng.integers(len(pool)))]
 
 
-def _finite(value: float, tally: Tally) -> float:
+def finite_into(value: float, tally: Tally) -> float:
+    """`value` if finite; else 0.0, and the tally records that training hit a non-finite loss."""
     if math.isfinite(value):
         return value
     tally.nonfinite = True

@@ -57,7 +57,7 @@ from raygan.core.rules.base import (
     Rule,
     Tally,
     _d_loss,
-    _finite,
+    finite_into,
     kept,
     vary,
 )
@@ -212,7 +212,7 @@ class Egan(Rule):
                 child.update_ema(gen.config.training.g_ema)
                 tally.g_steps += 1
                 tally.g_opponents[gen.cell] += 1
-                tally.g_loss_sum += _finite(float(g_loss.detach()), tally)
+                tally.g_loss_sum += finite_into(float(g_loss.detach()), tally)
         finally:
             d.net.requires_grad_(True)
 
@@ -239,7 +239,7 @@ class Egan(Rule):
         d_loss = techniques.step(d, d_loss, cfg.training.historical_averaging)
         tally.d_steps += 1
         tally.d_opponents[gen.cell] += 1
-        tally.d_loss_sum += _finite(float(d_loss.detach()), tally)
+        tally.d_loss_sum += finite_into(float(d_loss.detach()), tally)
 
     def end(self, gen: Generation, pairing: Pairing) -> Outcome:
         """The best survivor of the last step is the centre G, the trained D stays; both are

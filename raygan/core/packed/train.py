@@ -1,0 +1,266 @@
+"""The batch loop of `rules.base.train_batches`, for the cells of a worker all at once.
+
+Every network that trains or is trained against sits in one of two banks (generators,
+discriminators; `bank.Bank`), trainees first. A batch draws, cell by cell, exactly what the
+sequential loop draws from that cell's streams, in the same order (per-batch losses, each D's
+adversary and noise, each G's adversary and noise); then all D steps run as one vmapped step
+and all G steps as another, with `adam.update` for the optimisers. Per-cell choices are data:
+adversaries are rows of a bank, a G's loss is a one-hot weight over the configured losses.
+So the result equals `train_batches` run cell by cell, up to floating-point rounding.
+
+What it runs is what `RunConfig` accepts with `resources.vectorise` (`vectorise_blockers`):
+every rule that uses the shared loop (all but `egan`), MLP and DCGAN networks, the losses
+without a gradient penalty, `training.g_ema`, `losses.real_label`, `training.d_every`, loss
+mutation per generation or per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from raygan.core import operators as ops
+from raygan.core.individual import Individual
+from raygan.core.losses import get_loss
+from raygan.core.packed import adam
+from raygan.core.packed.bank import Bank, Rows, apply_each, leaves
+from raygan.core.rules.base import Generation, Pairing, Tally, d_loss_name, draw, finite_into
+
+Run = tuple[Generation, Pairing, Tally]
+"""One cell's generation in progress: what `Rule.train` receives."""
+
+
+@dataclass
+class _Step:
+    """One trainee's step in a batch: who, against which bank row, on what."""
+
+    run: int
+    row: int  # the trainee's row in its bank
+    adversary: int  # the adversary's row in the other bank
+    cell: int  # the adversary's cell, for the tally
+    loss: int  # index into the configured generator losses
+    noise: Tensor
+    real: Tensor
+
+
+class PackedTrainer:
+    """The trainees and adversaries of several cells' generations, stacked.
+
+    Args:
+        runs: the cells' generations, each with its rule's pairing and tally.
+    """
+
+    def __init__(self, runs: Sequence[Run]) -> None:
+        self.runs = list(runs)
+        cfg = self.runs[0][0].config
+        self.config = cfg
+        self.loss_names = list(cfg.losses.generator)
+        self.g_trainees = [g for _, p, _ in self.runs for g in p.gs]
+        self.d_trainees = [d for _, p, _ in self.runs for d in p.ds]
+        self.g_bank, self.d_pools = _bank(self.g_trainees, [p.d_adversaries for _, p, _ in runs])
+        self.d_bank, self.g_pools = _bank(self.d_trainees, [p.g_adversaries for _, p, _ in runs])
+        self.g_adam = adam.load(self.g_trainees, _head(self.g_bank, len(self.g_trainees)))
+        self.d_adam = adam.load(self.d_trainees, _head(self.d_bank, len(self.d_trainees)))
+        self.ema: Bank | None = None
+        if cfg.training.g_ema > 0:
+            self.ema = Bank([_ema_of(g) for g in self.g_trainees])
+        first = next(iter(self.g_bank.params.values()))
+        self.device = first.device
+        g_losses = [get_loss(n) for n in self.loss_names]
+        d_losses = [get_loss(d_loss_name(cfg, n)) for n in self.loss_names]
+        label = cfg.losses.real_label
+        self._g_loss = _weighted([loss.generator for loss in g_losses])
+        self._d_loss = _weighted([_labelled(loss.discriminator_loss, label) for loss in d_losses])
+
+    def train(self, start: int, stop: int) -> None:
+        """Train batches `start..stop-1` of every cell (each stops at its own last batch or
+        first non-finite loss), then write everything back into the individuals."""
+        for b in range(start, stop):
+            self._batch(b)
+        self.store()
+
+    def store(self) -> None:
+        """Write the banks back into the networks and optimizers they were stacked from."""
+        self.g_bank.store(len(self.g_trainees))
+        self.d_bank.store(len(self.d_trainees))
+        adam.store(self.g_trainees, self.g_adam)
+        adam.store(self.d_trainees, self.d_adam)
+        if self.ema is not None:
+            self.ema.store(len(self.ema))
+
+    # -- one batch ---------------------------------------------------------------------------
+    def _batch(self, b: int) -> None:
+        cfg = self.config
+        d_steps: list[_Step] = []
+        g_steps: list[_Step] = []
+        g_row = d_row = 0
+        for r, (gen, pairing, tally) in enumerate(self.runs):
+            n_g, n_d = len(pairing.gs), len(pairing.ds)
+            if b >= len(gen.batches) or tally.nonfinite:
+                g_row, d_row = g_row + n_g, d_row + n_d
+                continue
+            idx = gen.batches[b]
+            real = gen.data[idx]
+            if cfg.losses.mutation == "batch":
+                for g in pairing.gs:
+                    g.loss = ops.draw_loss(cfg.losses.generator, gen.rng)
+            for g in pairing.gs:
+                tally.loss_counts[g.loss] += 1
+            if b % cfg.training.d_every == 0:
+                for i in range(n_d):
+                    cell, adv = draw(self.d_pools[r], gen.rng)
+                    loss = self.loss_names.index(pairing.gs[min(i, n_g - 1)].loss)
+                    d_steps.append(_Step(r, d_row + i, adv, cell, loss, gen.noise(len(idx)), real))
+            for i, g in enumerate(pairing.gs):
+                cell, adv = draw(self.g_pools[r], gen.rng)
+                loss = self.loss_names.index(g.loss)
+                g_steps.append(_Step(r, g_row + i, adv, cell, loss, gen.noise(len(idx)), real))
+            tally.batches += 1
+            g_row, d_row = g_row + n_g, d_row + n_d
+        for group in _by_size(d_steps):
+            self._d_step(group)
+        for group in _by_size(g_steps):
+            self._g_step(group)
+
+    def _d_step(self, steps: list[_Step]) -> None:
+        rows = _rows([s.row for s in steps])
+        adversaries = _rows([s.adversary for s in steps], self.g_bank)
+        z, real = self._stack(s.noise for s in steps), self._stack(s.real for s in steps)
+        with torch.no_grad():
+            fake = self.g_bank.forward(adversaries, z)
+        params = leaves(self.d_bank.params, rows)
+        on_real, on_fake = self.d_bank.forward_many(rows, [real, fake], params)
+        losses = apply_each(self._d_loss, self._weights(steps), on_real, on_fake)
+        self._optimise(self.d_bank, self.d_adam, params, losses, rows)
+        for s, value in zip(steps, losses.detach().tolist()):
+            tally = self.runs[s.run][2]
+            tally.d_steps += 1
+            tally.d_opponents[s.cell] += 1
+            tally.d_loss_sum += finite_into(value, tally)
+
+    def _g_step(self, steps: list[_Step]) -> None:
+        rows = _rows([s.row for s in steps])
+        adversaries = _rows([s.adversary for s in steps], self.d_bank)
+        params = leaves(self.g_bank.params, rows)
+        fake = self.g_bank.forward(rows, self._stack(s.noise for s in steps), params)
+        logits = self.d_bank.forward(adversaries, fake)
+        losses = apply_each(self._g_loss, self._weights(steps), logits)
+        self._optimise(self.g_bank, self.g_adam, params, losses, rows)
+        if self.ema is not None:
+            _follow(self.ema, self.g_bank, rows, self.config.training.g_ema)
+        for s, value in zip(steps, losses.detach().tolist()):
+            tally = self.runs[s.run][2]
+            tally.g_steps += 1
+            tally.g_opponents[s.cell] += 1
+            tally.g_loss_sum += finite_into(value, tally)
+
+    def _optimise(self, bank: Bank, state: adam.AdamState, params: dict[str, Tensor],
+                  losses: Tensor, rows: Rows) -> None:
+        # each network's loss depends on its own parameters only, so the gradient of the
+        # sum is every network's own gradient
+        names = list(params)
+        grads = torch.autograd.grad(losses.sum(), [params[k] for k in names])
+        head = _head(bank, len(state.steps))
+        adam.update(head, dict(zip(names, grads)), state,
+                    None if isinstance(rows, slice) else rows)
+
+    def _weights(self, steps: list[_Step]) -> Tensor:
+        w = torch.zeros(len(steps), len(self.loss_names))
+        w[torch.arange(len(steps)), torch.tensor([s.loss for s in steps])] = 1.0
+        return w.to(self.device)
+
+    def _stack(self, tensors: object) -> Tensor:
+        return torch.stack(list(tensors)).to(self.device)  # type: ignore[call-overload]
+
+
+def _bank(
+    trainees: list[Individual], pools: list[list[tuple[int, torch.nn.Module]]]
+) -> tuple[Bank, list[list[tuple[int, int]]]]:
+    """A bank of the trainees (first) and every other network the pools hold, and each pool
+    as (cell, row) pairs."""
+    nets = [t.net for t in trainees]
+    row = {id(net): i for i, net in enumerate(nets)}
+    for pool in pools:
+        for _, net in pool:
+            if id(net) not in row:
+                row[id(net)] = len(nets)
+                nets.append(net)
+    try:
+        bank = Bank(nets)
+    except RuntimeError as exc:
+        raise ValueError("vectorised training needs networks of one architecture in every "
+                         f"cell of a worker ({exc})") from None
+    return bank, [[(cell, row[id(net)]) for cell, net in pool] for pool in pools]
+
+
+def _head(bank: Bank, n: int) -> dict[str, Tensor]:
+    """The trainees' rows of a bank's parameters (views: updates land in the bank)."""
+    return {k: v[:n] for k, v in bank.params.items()}
+
+
+def _ema_of(ind: Individual) -> torch.nn.Module:
+    if ind.ema is None:
+        raise ValueError("training.g_ema is on but a generator keeps no moving average")
+    return ind.ema
+
+
+def _rows(rows: list[int], bank: Bank | None = None) -> Rows:
+    """Rows as a slice when they are 0..n-1 in order (views, no copies), else an index.
+
+    Raises:
+        RuntimeError: rows repeat in a bank with buffers: two steps would update one network's
+            running statistics at once, which the sequential loop does one after the other.
+    """
+    if rows == list(range(len(rows))):
+        return slice(0, len(rows))
+    if bank is not None and bank.buffers and len(set(rows)) < len(rows):
+        raise RuntimeError("vectorised training cannot run two steps against one network with "
+                           "running statistics in the same batch (rule 'live' with batch norm)")
+    return torch.tensor(rows)
+
+
+def _by_size(steps: list[_Step]) -> list[list[_Step]]:
+    """Steps grouped by batch size (cells with shards of different sizes), in order."""
+    sizes: dict[int, list[_Step]] = {}
+    for s in steps:
+        sizes.setdefault(len(s.real), []).append(s)
+    return list(sizes.values())
+
+
+def _weighted(fns: list[Callable[..., Tensor]]) -> Callable[..., Tensor]:
+    """`w, *args -> sum_l w[l] * fns[l](*args)`: with a one-hot `w`, exactly the chosen loss
+    and its gradient (the others are multiplied by zero)."""
+
+    def total(w: Tensor, *args: Tensor) -> Tensor:
+        out = w[0] * fns[0](*args)
+        for i in range(1, len(fns)):
+            out = out + w[i] * fns[i](*args)
+        return out
+
+    return total
+
+
+def _labelled(fn: Callable[[Tensor, Tensor, float], Tensor], label: float
+              ) -> Callable[[Tensor, Tensor], Tensor]:
+    return lambda real, fake: fn(real, fake, label)
+
+
+@torch.no_grad()
+def _follow(ema: Bank, bank: Bank, rows: Rows, decay: float) -> None:
+    """`Individual.update_ema` for the rows: parameters averaged, buffers copied."""
+    for k, avg in ema.params.items():
+        if isinstance(rows, slice):
+            avg[rows].lerp_(bank.params[k][rows], 1.0 - decay)
+        else:
+            avg[rows] = avg[rows].lerp_(bank.params[k][rows], 1.0 - decay)
+    for k, buf in ema.buffers.items():
+        buf[rows] = bank.buffers[k][rows]
+
+
+def train_packed(runs: Sequence[Run], start: int, stop: int) -> None:
+    """Train batches `start..stop-1` of several cells' generations as one (see the module)."""
+    if runs:
+        PackedTrainer(runs).train(start, stop)
