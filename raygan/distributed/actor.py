@@ -22,8 +22,8 @@ from raygan.config import RunConfig
 from raygan.core.cell import Snapshot, cell_seeds
 from raygan.core.packed.group import CellGroup
 from raygan.core.report import CellReport
-from raygan.distributed.resources import memory_fraction
 from raygan.data import load_dataset
+from raygan.distributed.resources import memory_fraction
 from raygan.engine.task import build_cell, grid_of, metric_context
 
 

@@ -152,7 +152,7 @@ class RayCellPool:
             scheduling_strategy=strategy,
         ).remote(self.config, self.workers[index])
 
-    def _rows(self, actor: int, inputs: Sequence[Sequence[Any]] | None) -> list[list[Any]] | None:
+    def _rows(self, actor: int, inputs: Sequence[Any] | None) -> list[list[Any]] | None:
         """The rows of `actor`'s cells from every cell's neighbour handles, with the handles
         of its own cells' snapshots replaced by `LocalSnapshot`s."""
         if inputs is None:

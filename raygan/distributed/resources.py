@@ -114,8 +114,9 @@ def trial_bundles(cfg: ResourcesConfig, n_cells: int) -> list[dict[str, float]]:
 
     Backend `ray`: bundle 0 is the trial's own process (the controller: `controller_cpus`,
     possibly empty) and bundles 1.. are the cell actors (`resources.cells_per_actor` cells
-    each), so Tune places (and the autoscaler sizes for) whole grids. Backend `local`: the trial process runs the cells one after another, so
-    it reserves one cell's share, which lets small machines run several trials side by side.
+    each), so Tune places (and the autoscaler sizes for) whole grids. Backend `local`: the
+    trial process runs the cells one after another, so it reserves one cell's share, which
+    lets small machines run several trials side by side.
     """
     cell = cell_bundle(cfg)
     if cfg.backend == "local":

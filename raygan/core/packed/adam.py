@@ -1,8 +1,8 @@
-"""Adam over stacked networks: one update for N networks, each with its own rate and step.
+"""Adam over a bank: one update for N networks, each with its own learning rate and step.
 
-It is `torch.optim.Adam`'s single-tensor update (no weight decay, no AMSGrad) written over a
-leading network axis, so a stacked step equals N separate optimiser steps; `load` and `store`
-move the state between the stack and each network's `torch.optim.Adam`.
+It is `torch.optim.Adam`'s single-tensor update (no weight decay, no AMSGrad) written over the
+bank's (N, P) parameter rows, so a stacked step equals N separate optimiser steps; `load` and
+`store` move the state between the bank and each network's `torch.optim.Adam`.
 """
 
 from __future__ import annotations
@@ -15,30 +15,32 @@ import torch
 from torch import Tensor
 
 from raygan.core.individual import Individual
+from raygan.core.packed.bank import Bank
 
 
 @dataclass
 class AdamState:
-    """The Adam state of N stacked networks.
+    """The Adam state of N networks of a bank.
 
     Attributes:
-        exp_avg, exp_avg_sq: first and second moments by parameter name, shape (N, ...).
+        exp_avg, exp_avg_sq: first and second moments, shape (N, P) like the bank's rows.
         steps: steps taken by each network (the bias corrections are computed from them on the
             host, as `torch.optim.Adam` does, so a step needs no device read).
         lr: each network's learning rate.
         betas, eps: shared by all networks (the run's optimizer settings).
     """
 
-    exp_avg: dict[str, Tensor]
-    exp_avg_sq: dict[str, Tensor]
+    exp_avg: Tensor
+    exp_avg_sq: Tensor
     steps: np.ndarray
     lr: np.ndarray
     betas: tuple[float, float]
     eps: float
 
 
-def load(individuals: Sequence[Individual], params: dict[str, Tensor]) -> AdamState:
-    """The stacked state of the individuals' Adam optimizers (zeros where none has stepped).
+def load(individuals: Sequence[Individual], bank: Bank) -> AdamState:
+    """The stacked state of the individuals' Adam optimizers (the bank's first rows; zeros
+    where an optimizer has not stepped).
 
     Raises:
         ValueError: an optimizer that is not plain Adam, or optimizers with different betas.
@@ -52,65 +54,59 @@ def load(individuals: Sequence[Individual], params: dict[str, Tensor]) -> AdamSt
     betas = tuple(groups[0]["betas"])
     if any(tuple(g["betas"]) != betas or g["eps"] != groups[0]["eps"] for g in groups):
         raise ValueError("vectorised training needs one Adam beta and eps for all networks")
-    exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
-    exp_avg_sq = {k: torch.zeros_like(v) for k, v in params.items()}
-    steps = np.zeros(len(individuals))
+    n = len(individuals)
+    exp_avg = torch.zeros_like(bank.flat[:n])
+    exp_avg_sq = torch.zeros_like(bank.flat[:n])
+    steps = np.zeros(n)
     for i, ind in enumerate(individuals):
-        for name, p in ind.net.named_parameters():
-            state = ind.optimizer.state.get(p)
-            if not state:
-                continue
-            exp_avg[name][i].copy_(state["exp_avg"])
-            exp_avg_sq[name][i].copy_(state["exp_avg_sq"])
-            steps[i] = float(state["step"])
+        named = dict(ind.net.named_parameters())
+        states = {k: ind.optimizer.state.get(p) or {} for k, p in named.items()}
+        if not all(states.values()):
+            continue  # a fresh optimizer (Adam creates its state at the first step)
+        exp_avg[i] = bank.flatten({k: s["exp_avg"] for k, s in states.items()})
+        exp_avg_sq[i] = bank.flatten({k: s["exp_avg_sq"] for k, s in states.items()})
+        steps[i] = float(next(iter(states.values()))["step"])
     lr = np.array([float(g["lr"]) for g in groups])
     return AdamState(exp_avg, exp_avg_sq, steps, lr, (float(betas[0]), float(betas[1])),
                      float(groups[0]["eps"]))
 
 
 @torch.no_grad()
-def update(params: dict[str, Tensor], grads: dict[str, Tensor], state: AdamState,
-           rows: Tensor | None = None) -> None:
-    """One Adam step of the networks `rows` (all when None), in place.
+def update(params: Tensor, grad: Tensor, state: AdamState, rows: Tensor | None = None) -> None:
+    """One Adam step of the networks `rows` (all when None) of `params` (N, P), in place.
 
-    In place because the stack is the training state: a pure version would copy every
-    parameter twice per step. `rows` must not repeat.
+    In place because the bank is the training state: a pure version would copy every
+    parameter twice per step. `rows` must not repeat; `grad` has one row per stepped network.
     """
     b1, b2 = state.betas
-    take = slice(None) if rows is None else rows
     index = np.arange(len(state.steps)) if rows is None else rows.cpu().numpy()
     state.steps[index] += 1
     steps = state.steps[index]
     # the host computes the bias corrections in double, like torch.optim.Adam, then the
     # device applies them in the parameters' precision
-    step_size = torch.as_tensor(-state.lr[index] / (1.0 - b1**steps))
-    bc2_sqrt = torch.as_tensor((1.0 - b2**steps) ** 0.5)
-    for name, grad in grads.items():
-        p, m, v = params[name], state.exp_avg[name], state.exp_avg_sq[name]
-        shape = (-1,) + (1,) * (p.dim() - 1)
-        size = step_size.to(p.device, p.dtype).view(shape)
-        corr = bc2_sqrt.to(p.device, p.dtype).view(shape)
-        m_rows, v_rows = m[take].lerp_(grad, 1.0 - b1), v[take].mul_(b2)
-        v_rows.addcmul_(grad, grad, value=1.0 - b2)
-        denom = (v_rows.sqrt() / corr).add_(state.eps)
-        new_p = p[take].add_(size * m_rows / denom)
-        if rows is not None:  # fancy indexing copied the rows: put them back
-            m[rows], v[rows], p[rows] = m_rows, v_rows, new_p
+    size = torch.as_tensor(-state.lr[index] / (1.0 - b1**steps)).to(params.device, params.dtype)
+    corr = torch.as_tensor((1.0 - b2**steps) ** 0.5).to(params.device, params.dtype)
+    take = slice(None) if rows is None else rows
+    m, v = state.exp_avg[take].lerp_(grad, 1.0 - b1), state.exp_avg_sq[take].mul_(b2)
+    v.addcmul_(grad, grad, value=1.0 - b2)
+    denom = (v.sqrt() / corr[:, None]).add_(state.eps)
+    p = params[take].add_(size[:, None] * m / denom)
+    if rows is not None:  # fancy indexing copied the rows: put them back
+        state.exp_avg[rows], state.exp_avg_sq[rows], params[rows] = m, v, p
 
 
-def store(individuals: Sequence[Individual], state: AdamState) -> None:
+def store(individuals: Sequence[Individual], bank: Bank, state: AdamState) -> None:
     """Write the stacked state back into each individual's Adam optimizer (the parameters are
     the bank's to write: `Bank.store`)."""
     with torch.no_grad():
         for i, ind in enumerate(individuals):
-            group = ind.optimizer.param_groups[0]
+            ind.optimizer.param_groups[0]["lr"] = float(state.lr[i])
+            if state.steps[i] == 0:
+                continue
+            m, v = bank.unflatten(state.exp_avg[i]), bank.unflatten(state.exp_avg_sq[i])
             for name, p in ind.net.named_parameters():
-                if state.steps[i] == 0:
-                    continue
                 ind.optimizer.state[p] = {
                     "step": torch.tensor(float(state.steps[i]), dtype=torch.float32),
-                    "exp_avg": state.exp_avg[name][i].clone(),
-                    "exp_avg_sq": state.exp_avg_sq[name][i].clone(),
+                    "exp_avg": m[name].clone(memory_format=torch.contiguous_format),
+                    "exp_avg_sq": v[name].clone(memory_format=torch.contiguous_format),
                 }
-            group["lr"] = float(state.lr[i])
-

@@ -26,7 +26,7 @@ from raygan.core import operators as ops
 from raygan.core.individual import Individual
 from raygan.core.losses import get_loss
 from raygan.core.packed import adam
-from raygan.core.packed.bank import Bank, Rows, apply_each, leaves
+from raygan.core.packed.bank import Bank, Rows, apply_each
 from raygan.core.rules.base import Generation, Pairing, Tally, d_loss_name, draw, finite_into
 
 Run = tuple[Generation, Pairing, Tally]
@@ -57,18 +57,17 @@ class PackedTrainer:
         self.runs = list(runs)
         cfg = self.runs[0][0].config
         self.config = cfg
-        self.loss_names = list(cfg.losses.generator)
+        self.loss_names: list[str] = list(cfg.losses.generator)
         self.g_trainees = [g for _, p, _ in self.runs for g in p.gs]
         self.d_trainees = [d for _, p, _ in self.runs for d in p.ds]
         self.g_bank, self.d_pools = _bank(self.g_trainees, [p.d_adversaries for _, p, _ in runs])
         self.d_bank, self.g_pools = _bank(self.d_trainees, [p.g_adversaries for _, p, _ in runs])
-        self.g_adam = adam.load(self.g_trainees, _head(self.g_bank, len(self.g_trainees)))
-        self.d_adam = adam.load(self.d_trainees, _head(self.d_bank, len(self.d_trainees)))
+        self.g_adam = adam.load(self.g_trainees, self.g_bank)
+        self.d_adam = adam.load(self.d_trainees, self.d_bank)
         self.ema: Bank | None = None
         if cfg.training.g_ema > 0:
             self.ema = Bank([_ema_of(g) for g in self.g_trainees])
-        first = next(iter(self.g_bank.params.values()))
-        self.device = first.device
+        self.device = self.g_bank.flat.device
         g_losses = [get_loss(n) for n in self.loss_names]
         d_losses = [get_loss(d_loss_name(cfg, n)) for n in self.loss_names]
         label = cfg.losses.real_label
@@ -86,8 +85,8 @@ class PackedTrainer:
         """Write the banks back into the networks and optimizers they were stacked from."""
         self.g_bank.store(len(self.g_trainees))
         self.d_bank.store(len(self.d_trainees))
-        adam.store(self.g_trainees, self.g_adam)
-        adam.store(self.d_trainees, self.d_adam)
+        adam.store(self.g_trainees, self.g_bank, self.g_adam)
+        adam.store(self.d_trainees, self.d_bank, self.d_adam)
         if self.ema is not None:
             self.ema.store(len(self.ema))
 
@@ -131,7 +130,7 @@ class PackedTrainer:
         z, real = self._stack(s.noise for s in steps), self._stack(s.real for s in steps)
         with torch.no_grad():
             fake = self.g_bank.forward(adversaries, z)
-        params = leaves(self.d_bank.params, rows)
+        params = self.d_bank.leaves(rows)
         on_real, on_fake = self.d_bank.forward_many(rows, [real, fake], params)
         losses = apply_each(self._d_loss, self._weights(steps), on_real, on_fake)
         self._optimise(self.d_bank, self.d_adam, params, losses, rows)
@@ -144,7 +143,7 @@ class PackedTrainer:
     def _g_step(self, steps: list[_Step]) -> None:
         rows = _rows([s.row for s in steps])
         adversaries = _rows([s.adversary for s in steps], self.d_bank)
-        params = leaves(self.g_bank.params, rows)
+        params = self.g_bank.leaves(rows)
         fake = self.g_bank.forward(rows, self._stack(s.noise for s in steps), params)
         logits = self.d_bank.forward(adversaries, fake)
         losses = apply_each(self._g_loss, self._weights(steps), logits)
@@ -157,14 +156,13 @@ class PackedTrainer:
             tally.g_opponents[s.cell] += 1
             tally.g_loss_sum += finite_into(value, tally)
 
-    def _optimise(self, bank: Bank, state: adam.AdamState, params: dict[str, Tensor],
-                  losses: Tensor, rows: Rows) -> None:
+    @staticmethod
+    def _optimise(bank: Bank, state: adam.AdamState, params: dict[str, Tensor], losses: Tensor,
+                  rows: Rows) -> None:
         # each network's loss depends on its own parameters only, so the gradient of the
         # sum is every network's own gradient
-        names = list(params)
-        grads = torch.autograd.grad(losses.sum(), [params[k] for k in names])
-        head = _head(bank, len(state.steps))
-        adam.update(head, dict(zip(names, grads)), state,
+        grad = bank.joined(torch.autograd.grad(losses.sum(), list(params.values())))
+        adam.update(bank.flat[: len(state.steps)], grad, state,
                     None if isinstance(rows, slice) else rows)
 
     def _weights(self, steps: list[_Step]) -> Tensor:
@@ -188,17 +186,8 @@ def _bank(
             if id(net) not in row:
                 row[id(net)] = len(nets)
                 nets.append(net)
-    try:
-        bank = Bank(nets)
-    except RuntimeError as exc:
-        raise ValueError("vectorised training needs networks of one architecture in every "
-                         f"cell of a worker ({exc})") from None
+    bank = Bank(nets)
     return bank, [[(cell, row[id(net)]) for cell, net in pool] for pool in pools]
-
-
-def _head(bank: Bank, n: int) -> dict[str, Tensor]:
-    """The trainees' rows of a bank's parameters (views: updates land in the bank)."""
-    return {k: v[:n] for k, v in bank.params.items()}
 
 
 def _ema_of(ind: Individual) -> torch.nn.Module:
@@ -251,11 +240,10 @@ def _labelled(fn: Callable[[Tensor, Tensor, float], Tensor], label: float
 @torch.no_grad()
 def _follow(ema: Bank, bank: Bank, rows: Rows, decay: float) -> None:
     """`Individual.update_ema` for the rows: parameters averaged, buffers copied."""
-    for k, avg in ema.params.items():
-        if isinstance(rows, slice):
-            avg[rows].lerp_(bank.params[k][rows], 1.0 - decay)
-        else:
-            avg[rows] = avg[rows].lerp_(bank.params[k][rows], 1.0 - decay)
+    if isinstance(rows, slice):
+        ema.flat[rows].lerp_(bank.flat[rows], 1.0 - decay)
+    else:
+        ema.flat[rows] = ema.flat[rows].lerp_(bank.flat[rows], 1.0 - decay)
     for k, buf in ema.buffers.items():
         buf[rows] = bank.buffers[k][rows]
 
