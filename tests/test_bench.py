@@ -152,3 +152,15 @@ def test_evolve_bench_baselines_are_the_shipped_networks_at_the_sweeps_budget() 
         for section in ("data", "losses", "training", "metrics"):
             assert getattr(base, section) == getattr(sweep, section), section
         assert base.seed == sweep.seed
+
+
+def test_packing_compares_the_same_training_both_ways() -> None:
+    import packing
+
+    result = packing.compare(packing.TOY, 2, generations=1, batches=3, device="cpu")
+    seq, vec = result["sequential"], result["vectorised"]
+    assert seq["g_steps"] == vec["g_steps"] == 2 * 3  # one timed generation of 3 batches, 2 cells
+    assert result["speedup_train_steps_per_s"] == pytest.approx(
+        vec["train_steps_per_s"] / seq["train_steps_per_s"], rel=1e-2)
+    assert packing.gpu(quick=True) == {"skipped": "no CUDA device on this machine"} or (
+        packing.torch.cuda.is_available())
