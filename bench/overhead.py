@@ -143,7 +143,7 @@ def time_pool(
             reports = controller.step().reports
             wall = time.perf_counter() - t0
             secs = [r.seconds for r in reports]
-            compute = max(secs) if backend == "ray" else sum(secs)
+            compute = max(_worker_seconds(config, secs)) if backend == "ray" else sum(secs)
             rows.append({"wall_s": wall, "compute_sum_s": sum(secs),
                          "compute_max_s": max(secs), "overhead_s": wall - compute})
         if backend == "ray":
@@ -167,6 +167,14 @@ def time_pool(
     if state_fetch is not None:
         out["state_fetch_all_cells_s"] = round(state_fetch, 4)
     return out
+
+
+def _worker_seconds(config: RunConfig, secs: list[float]) -> list[float]:
+    """Each worker's compute: its cells' times one after another, or (vectorised cells, which
+    each report the whole group's time) the group's."""
+    res = config.resources
+    merge = max if res.vectorise else sum
+    return [merge(secs[c] for c in cells) for cells in res.workers(len(secs))]
 
 
 def speedups(grids: list[dict[str, Any]]) -> dict[str, float]:

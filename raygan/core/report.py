@@ -63,7 +63,8 @@ class CellReport:
         reconstruction: `networks.kind: aae`: the mean reconstruction error (MSE per element)
             of the reconstruction phase's steps, on the training batches before each step; NaN
             for GANs.
-        seconds: the cell's wall time.
+        seconds: the cell's wall time (vectorised cells share their worker's: each reports
+            the whole group's generation).
         scores: metrics of the cell's mixture at evaluations (empty otherwise).
     """
 

@@ -66,7 +66,8 @@ def cell_bundle(cfg: ResourcesConfig) -> dict[str, float]:
 
 def worker_bundle(cfg: ResourcesConfig, cells: int) -> dict[str, float]:
     """The bundle of a worker hosting `cells` cells: the sum of their shares."""
-    return {k: v * cells for k, v in cell_bundle(cfg).items()}
+    # rounded to Ray's resource unit, so 13 x 0.0769 GPU reads 0.9997, not 0.99969999...
+    return {k: round(v * cells, 4) for k, v in cell_bundle(cfg).items()}
 
 
 def memory_fraction(gpus_per_cell: float) -> float | None:

@@ -8,6 +8,7 @@ alone: selection, replacement, fitness and the mixture stay each cell's own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from raygan.core.cell import Cell, Snapshot
@@ -30,6 +31,7 @@ class CellGroup:
     def __init__(self, cells: Sequence[Cell], vectorise: bool = False) -> None:
         self.cells = list(cells)
         self.vectorise = vectorise and len(self.cells) > 1
+        self._start = 0.0
         for cell in self.cells:
             if vectorise and type(cell.rule).train is not Rule.train:
                 raise ValueError(f"training.rule {cell.rule.name!r} has its own step and "
@@ -54,6 +56,7 @@ class CellGroup:
 
     def begin(self, generation: int, rows: Sequence[Sequence[Snapshot]]) -> list[int]:
         """`Cell.begin` of every cell; returns their numbers of batches."""
+        self._start = time.perf_counter()
         return [cell.begin(generation, row) for cell, row in zip(self.cells, rows)]
 
     def train(self, rows: Sequence[Sequence[Snapshot] | None] | None, batches: int) -> None:
@@ -72,5 +75,10 @@ class CellGroup:
             cell.advance(batches)
 
     def finish(self, generation: int) -> list[CellReport]:
-        """`Cell.finish` of every cell."""
-        return [cell.finish(generation) for cell in self.cells]
+        """`Cell.finish` of every cell (vectorised cells' `seconds`: the group's whole
+        generation, since their training time is shared)."""
+        reports = [cell.finish(generation) for cell in self.cells]
+        if self.vectorise:
+            for report in reports:
+                report.seconds = time.perf_counter() - self._start
+        return reports
