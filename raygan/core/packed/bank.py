@@ -201,6 +201,16 @@ class Bank:
         return list(out)
 
     @torch.no_grad()
+    def reload(self, first: int) -> None:
+        """Read networks `first..` back into the bank (adversaries whose weights were
+        reloaded from newer snapshots)."""
+        for i in range(first, len(self.nets)):
+            net = self.nets[i]
+            self.flat[i] = self.flatten(dict(net.named_parameters()))
+            for name, buf in net.named_buffers():
+                self.buffers[name][i] = buf
+
+    @torch.no_grad()
     def store(self, params_of: int) -> None:
         """Write the bank into its networks: buffers of all, parameters of the first
         `params_of` (the trainees; the others are read-only adversaries)."""

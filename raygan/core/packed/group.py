@@ -1,8 +1,8 @@
 """`CellGroup`: the cells one worker hosts (`resources.cells_per_actor`), stepped together.
 
 A group runs a generation as `begin` on every cell, the batches, `finish` on every cell. With
-`resources.vectorise` the batches of all its cells are one stacked step (`train_packed`);
-without it each cell trains in turn. Either way the cells' results are those of cells run
+`resources.vectorise` the batches of all its cells are one stacked step (`PackedTrainer`, kept
+across the rounds of a generation); without it each cell trains in turn. Either way the cells' results are those of cells run
 alone: selection, replacement, fitness and the mixture stay each cell's own.
 """
 
@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 
 from raygan.core.cell import Cell, Snapshot
-from raygan.core.packed.train import train_packed
+from raygan.core.packed.train import PackedTrainer
 from raygan.core.report import CellReport
 from raygan.core.rules.base import Rule
 
@@ -32,6 +32,8 @@ class CellGroup:
         self.cells = list(cells)
         self.vectorise = vectorise and len(self.cells) > 1
         self._start = 0.0
+        # one stacked trainer per generation, kept across its rounds (rule `fresh`)
+        self._trainer: PackedTrainer | None = None
         for cell in self.cells:
             if vectorise and type(cell.rule).train is not Rule.train:
                 raise ValueError(f"training.rule {cell.rule.name!r} has its own step and "
@@ -57,6 +59,7 @@ class CellGroup:
     def begin(self, generation: int, rows: Sequence[Sequence[Snapshot]]) -> list[int]:
         """`Cell.begin` of every cell; returns their numbers of batches."""
         self._start = time.perf_counter()
+        self._trainer = None
         return [cell.begin(generation, row) for cell, row in zip(self.cells, rows)]
 
     def train(self, rows: Sequence[Sequence[Snapshot] | None] | None, batches: int) -> None:
@@ -70,13 +73,20 @@ class CellGroup:
         start = runs[0].next_batch
         if any(run.next_batch != start for run in runs):
             raise RuntimeError("cells of a group are at different batches")
-        train_packed([(run.gen, run.pairing, run.tally) for run in runs], start, start + batches)
+        if self._trainer is None:
+            self._trainer = PackedTrainer([(run.gen, run.pairing, run.tally) for run in runs])
+        elif rows is not None and any(row is not None for row in rows):
+            self._trainer.refresh()
+        self._trainer.train(start, start + batches)
         for cell in self.cells:
             cell.advance(batches)
 
     def finish(self, generation: int) -> list[CellReport]:
         """`Cell.finish` of every cell (vectorised cells' `seconds`: the group's whole
         generation, since their training time is shared)."""
+        if self._trainer is not None:
+            self._trainer.close()
+            self._trainer = None
         reports = [cell.finish(generation) for cell in self.cells]
         if self.vectorise:
             for report in reports:

@@ -76,19 +76,30 @@ class PackedTrainer:
 
     def train(self, start: int, stop: int) -> None:
         """Train batches `start..stop-1` of every cell (each stops at its own last batch or
-        first non-finite loss), then write everything back into the individuals."""
+        first non-finite loss), then write the networks back (`sync`)."""
         for b in range(start, stop):
             self._batch(b)
-        self.store()
+        self.sync()
 
-    def store(self) -> None:
-        """Write the banks back into the networks and optimizers they were stacked from."""
+    def sync(self) -> None:
+        """Write the banks back into the networks they were stacked from (what a cell
+        publishes between rounds); the optimizers wait for `close`."""
         self.g_bank.store(len(self.g_trainees))
         self.d_bank.store(len(self.d_trainees))
-        adam.store(self.g_trainees, self.g_bank, self.g_adam)
-        adam.store(self.d_trainees, self.d_bank, self.d_adam)
         if self.ema is not None:
             self.ema.store(len(self.ema))
+
+    def refresh(self) -> None:
+        """Read the adversaries back in after the cells reloaded their neighbours (the next
+        round of rule `fresh`); the trainees' rows and optimizer states carry on."""
+        self.g_bank.reload(len(self.g_trainees))
+        self.d_bank.reload(len(self.d_trainees))
+
+    def close(self) -> None:
+        """`sync`, and the optimizer states back into the individuals' optimizers."""
+        self.sync()
+        adam.store(self.g_trainees, self.g_bank, self.g_adam)
+        adam.store(self.d_trainees, self.d_bank, self.d_adam)
 
     # -- one batch ---------------------------------------------------------------------------
     def _batch(self, b: int) -> None:
@@ -246,9 +257,3 @@ def _follow(ema: Bank, bank: Bank, rows: Rows, decay: float) -> None:
         ema.flat[rows] = ema.flat[rows].lerp_(bank.flat[rows], 1.0 - decay)
     for k, buf in ema.buffers.items():
         buf[rows] = bank.buffers[k][rows]
-
-
-def train_packed(runs: Sequence[Run], start: int, stop: int) -> None:
-    """Train batches `start..stop-1` of several cells' generations as one (see the module)."""
-    if runs:
-        PackedTrainer(runs).train(start, stop)
