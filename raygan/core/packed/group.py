@@ -2,8 +2,9 @@
 
 A group runs a generation as `begin` on every cell, the batches, `finish` on every cell. With
 `resources.vectorise` the batches of all its cells are one stacked step (`PackedTrainer`, kept
-across the rounds of a generation); without it each cell trains in turn. Either way the cells' results are those of cells run
-alone: selection, replacement, fitness and the mixture stay each cell's own.
+across the rounds of a generation); without it each cell trains in turn. Either way the
+cells' results are those of cells run alone: selection, replacement, fitness and the mixture
+stay each cell's own.
 """
 
 from __future__ import annotations
