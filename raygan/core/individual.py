@@ -29,26 +29,42 @@ def load_numpy(module: nn.Module, weights: Weights) -> None:
     module.load_state_dict(state)
 
 
+def tensors_to_numpy(tree: Any) -> Any:
+    """A nested state (dicts, lists, tuples) with every tensor as a numpy copy: what Ray
+    serialises fast and reads zero-copy (a state of tensors took 5x longer to store)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu().numpy().copy()
+    if isinstance(tree, dict):
+        return {k: tensors_to_numpy(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(tensors_to_numpy(v) for v in tree)
+    return tree
+
+
+def numpy_to_tensors(tree: Any) -> Any:
+    """The inverse of `tensors_to_numpy`: every numpy array as a tensor of its own (arrays read
+    from the object store are read-only views)."""
+    if isinstance(tree, np.ndarray):
+        return torch.from_numpy(np.array(tree, copy=True))
+    if isinstance(tree, dict):
+        return {k: numpy_to_tensors(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(numpy_to_tensors(v) for v in tree)
+    return tree
+
+
 def optimizer_to_numpy(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """An optimizer's state dict with its tensors as numpy arrays (for snapshots)."""
     state = optimizer.state_dict()
     return {
-        "state": {
-            int(k): {name: v.detach().cpu().numpy().copy() if torch.is_tensor(v) else v
-                     for name, v in entry.items()}
-            for k, entry in state["state"].items()
-        },
+        "state": {int(k): tensors_to_numpy(entry) for k, entry in state["state"].items()},
         "param_groups": copy.deepcopy(state["param_groups"]),
     }
 
 
 def load_optimizer_numpy(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
     """Load `optimizer_to_numpy` output (learning rates come from `saved`'s param groups)."""
-    state = {
-        int(k): {name: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v
-                 for name, v in entry.items()}
-        for k, entry in saved["state"].items()
-    }
+    state = {int(k): numpy_to_tensors(entry) for k, entry in saved["state"].items()}
     optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
 
 

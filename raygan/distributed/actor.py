@@ -20,6 +20,7 @@ from ray import ObjectRef
 
 from raygan.config import RunConfig
 from raygan.core.cell import Snapshot, cell_seeds
+from raygan.core.individual import numpy_to_tensors, tensors_to_numpy
 from raygan.core.packed.group import CellGroup
 from raygan.core.report import CellReport
 from raygan.data import load_dataset
@@ -184,13 +185,14 @@ class CellActor:
         return host.sample(snapshots, n, seed, centre_only).numpy()
 
     def state_dict(self) -> list[dict[str, Any]]:
-        """Every hosted cell's full state (see `Cell.state_dict`)."""
-        return [cell.state_dict() for cell in self.group.cells]
+        """Every hosted cell's full state (see `Cell.state_dict`), its tensors as numpy
+        arrays (`numpy_to_tensors` turns them back)."""
+        return [tensors_to_numpy(cell.state_dict()) for cell in self.group.cells]
 
     def load_state_dict(self, states: Sequence[dict[str, Any]]) -> None:
-        """Restore the cells from `state_dict` output."""
+        """Restore the cells from `state_dict` output (tensors or numpy arrays)."""
         for cell, state in zip(self.group.cells, states):
-            cell.load_state_dict(state)
+            cell.load_state_dict(numpy_to_tensors(state))
 
 
 def remote_cell_class(num_cpus: float, num_gpus: float) -> Any:

@@ -26,6 +26,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from torch import Tensor
 
 from raygan.config import RunConfig
+from raygan.core.individual import numpy_to_tensors, tensors_to_numpy
 from raygan.core.report import CellReport
 from raygan.core.task import Scored
 from raygan.distributed.actor import LocalSnapshot, remote_cell_class
@@ -258,13 +259,13 @@ class RayCellPool:
 
     def state_dicts(self) -> list[dict[str, Any]]:
         """Every cell's state after the last completed generation."""
-        return [s for per_actor in ray.get(self._states) for s in per_actor]
+        return [numpy_to_tensors(s) for per_actor in ray.get(self._states) for s in per_actor]
 
     def load_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
         """Restore every cell; the given states become the restart point."""
         if len(states) != self.size:
             raise ValueError(f"checkpoint has {len(states)} cells, the grid has {self.size}")
-        refs = [ray.put([states[c] for c in cells]) for cells in self.workers]
+        refs = [ray.put([tensors_to_numpy(states[c]) for c in cells]) for cells in self.workers]
         ray.get([a.load_state_dict.remote(r) for a, r in zip(self.actors, refs)])
         self._states = refs
 
