@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from raygan.core.individual import Individual
-from raygan.core.packed.bank import Bank
+from raygan.core.packed.bank import Bank, Rows
 
 
 @dataclass
@@ -72,26 +72,25 @@ def load(individuals: Sequence[Individual], bank: Bank) -> AdamState:
 
 
 @torch.no_grad()
-def update(params: Tensor, grad: Tensor, state: AdamState, rows: Tensor | None = None) -> None:
-    """One Adam step of the networks `rows` (all when None) of `params` (N, P), in place.
+def update(params: Tensor, grad: Tensor, state: AdamState, rows: Rows) -> None:
+    """One Adam step of the networks `rows` of `params` (N, P), in place.
 
     In place because the bank is the training state: a pure version would copy every
     parameter twice per step. `rows` must not repeat; `grad` has one row per stepped network.
     """
     b1, b2 = state.betas
-    index = np.arange(len(state.steps)) if rows is None else rows.cpu().numpy()
+    index = np.arange(len(state.steps))[rows if isinstance(rows, slice) else rows.cpu().numpy()]
     state.steps[index] += 1
     steps = state.steps[index]
     # the host computes the bias corrections in double, like torch.optim.Adam, then the
     # device applies them in the parameters' precision
     size = torch.as_tensor(-state.lr[index] / (1.0 - b1**steps)).to(params.device, params.dtype)
     corr = torch.as_tensor((1.0 - b2**steps) ** 0.5).to(params.device, params.dtype)
-    take = slice(None) if rows is None else rows
-    m, v = state.exp_avg[take].lerp_(grad, 1.0 - b1), state.exp_avg_sq[take].mul_(b2)
+    m, v = state.exp_avg[rows].lerp_(grad, 1.0 - b1), state.exp_avg_sq[rows].mul_(b2)
     v.addcmul_(grad, grad, value=1.0 - b2)
     denom = (v.sqrt() / corr[:, None]).add_(state.eps)
-    p = params[take].add_(size[:, None] * m / denom)
-    if rows is not None:  # fancy indexing copied the rows: put them back
+    p = params[rows].add_(size[:, None] * m / denom)
+    if isinstance(rows, Tensor):  # fancy indexing copied the rows: put them back
         state.exp_avg[rows], state.exp_avg_sq[rows], params[rows] = m, v, p
 
 

@@ -173,8 +173,7 @@ class PackedTrainer:
         # each network's loss depends on its own parameters only, so the gradient of the
         # sum is every network's own gradient
         grad = bank.joined(torch.autograd.grad(losses.sum(), list(params.values())))
-        adam.update(bank.flat[: len(state.steps)], grad, state,
-                    None if isinstance(rows, slice) else rows)
+        adam.update(bank.flat[: len(state.steps)], grad, state, rows)
 
     def _weights(self, steps: list[_Step]) -> Tensor:
         w = torch.zeros(len(steps), len(self.loss_names))
