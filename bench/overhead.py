@@ -205,17 +205,19 @@ def plain_loop(
     opt_g = torch.optim.Adam(g.parameters(), lr=tr.lr_g, betas=betas)
     opt_d = torch.optim.Adam(d.parameters(), lr=tr.lr_d, betas=betas)
     latent, batch = config.networks.latent_dim, tr.batch_size
+    device = next(g.parameters()).device
     perm = torch.randperm(len(data), generator=generator)
     for i in range(steps):
-        real = data[perm[i * batch : (i + 1) * batch]]
+        real = data[perm[i * batch : (i + 1) * batch]].to(device)
         with torch.no_grad():
-            fake = g(torch.randn(len(real), latent, generator=generator))
+            fake = g(torch.randn(len(real), latent, generator=generator).to(device))
         # BCE on logits: -log sigmoid(real) - log(1 - sigmoid(fake)), then -log sigmoid(G's)
         d_loss = -(F.logsigmoid(d(real)).mean() + F.logsigmoid(-d(fake)).mean())
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
-        g_loss = -F.logsigmoid(d(g(torch.randn(len(real), latent, generator=generator)))).mean()
+        z = torch.randn(len(real), latent, generator=generator).to(device)
+        g_loss = -F.logsigmoid(d(g(z))).mean()
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -241,6 +243,7 @@ def cell_vs_plain(base: dict[str, Any], steps: int, repeats: int) -> dict[str, A
     g, d = build_networks(config.networks, cell.sample_shape, torch.Generator().manual_seed(0))
     g.load_state_dict(cell.g.net.state_dict())  # the cell's initial weights
     d.load_state_dict(cell.d.net.state_dict())
+    g, d = g.to(cell.device), d.to(cell.device)
     rng = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {"cell_train": [], "generation_1x1": [], "plain": []}
     cell_steps: dict[str, int] = {}
@@ -267,6 +270,8 @@ def cell_vs_plain(base: dict[str, Any], steps: int, repeats: int) -> dict[str, A
         for name, fn in runs[r % 3 :] + runs[: r % 3]:
             t0 = time.perf_counter()
             n = fn()
+            if cell.device.type == "cuda":
+                torch.cuda.synchronize()
             elapsed = time.perf_counter() - t0
             cell_steps[name] = n
             if r > 0:  # round 0 warms up

@@ -179,11 +179,12 @@ def gpu(quick: bool) -> dict[str, Any]:
     out["pinned_actor"] = ray.get(pool.actors[0].ping.remote())
     pool.close()
     gens, batches = (1, 10) if quick else (2, 30)
-    out["mlp"] = [{"config": "mnist5k_mlp", **compare(MNIST, k, gens, batches, "cuda")}
-                  for k in (1, 8, 64)]
+    whole = {"data": {"sharding": "replicate"}}  # 64 shards of MNIST-5k would hold 1 batch each
+    out["mlp"] = [{"config": "mnist5k_mlp", **compare(_merge(MNIST, whole), k, gens, batches,
+                                                      "cuda")} for k in (1, 8, 64)]
     out["dcgan_cell_vs_plain"] = cell_vs_plain(
         _merge(DCGAN, {"training": {"device": "cuda"}}), 20 if quick else 60, 3)
-    out["dcgan"] = compare(DCGAN, 8, gens, batches, "cuda")
+    out["dcgan"] = compare(_merge(DCGAN, whole), 8, gens, batches, "cuda")
     return out
 
 
