@@ -229,6 +229,8 @@ def test_ray_actors_host_several_cells_like_the_local_pool(ray_session: None,
             assert stored == [None] * 4
         else:  # on a 2x2 torus every cell has a neighbour on the other actor
             assert all(isinstance(s, ray.ObjectRef) for s in stored)
+        samples = pool.sample(1, controller.route(pool.publish())[1], 10, seed=0)
+        assert samples.shape == (10, 2) and torch.isfinite(samples).all()
         scored = controller.evaluate()
         assert len(scored) == 4 and all(np.isfinite(s.scores["hq_fraction"]) for s in scored)
     finally:
