@@ -19,6 +19,11 @@ each trial's iteration from `trial.last_result`, which for the trial whose resul
 step is still its previous result (Tune updates it after the scheduler returns). In synchronous
 mode that is the last trial to arrive, so the logged iterations depended on the arrival order;
 here they come from the results PBT ranked the trials by (`last_result` of PBT's trial state).
+
+A third change: a trial's last result (`done`) is not a perturbation point. In synchronous
+mode the last trial to report its final generation would otherwise step trials that have just
+ended, which Tune marks finished only after the scheduler returns, and an exploited one would
+restart from an elite's final checkpoint and train one generation past its budget.
 """
 
 from __future__ import annotations
@@ -31,12 +36,21 @@ from typing import Any
 from ray.air.constants import TRAINING_ITERATION
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining as _TunePBT
+from ray.tune.schedulers import TrialScheduler
 from ray.tune.schedulers.pb2 import PB2 as _TunePB2
 from ray.tune.utils.util import SafeFallbackEncoder
 
 
 class _ExploitWithoutStaleStop:
     """Mixin for `PopulationBasedTraining` subclasses (see the module docstring)."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
+        if result.get("done"):
+            # a trial's last result is no perturbation point: Tune marks the trial finished only
+            # after this callback, so a step here could exploit trials that have just ended and
+            # restart them from an elite's final checkpoint, one generation past their budget
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
 
     def _exploit(self, tune_controller: Any, trial: Trial, trial_to_clone: Trial) -> None:
         if trial.status == Trial.RUNNING and trial.is_saving:
