@@ -577,6 +577,30 @@ def test_pbt_sweep_exploits_and_the_report_lists_every_trial(
     assert "best/mode_tvd" in page
 
 
+def test_a_trials_last_result_is_no_pbt_perturbation_point() -> None:
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from raygan.tuning.schedulers import PopulationBasedTraining
+
+    pbt = PopulationBasedTraining(time_attr="generation", metric="score", mode="max",
+                                  perturbation_interval=1, synch=True,
+                                  hyperparam_mutations={"x": [1, 2]})
+    trial, other = (Trial("__fake", config={"x": 1}, stub=True) for _ in range(2))
+    controller = SimpleNamespace(search_alg=None, get_live_trials=lambda: [trial, other])
+    for t in (trial, other):
+        pbt.on_trial_add(controller, t)
+    final = {"generation": 2, "score": 1.0, "done": True}
+    assert pbt.on_trial_result(controller, trial, final) == TrialScheduler.CONTINUE
+    assert pbt._trial_state[trial].last_result is None  # recorded for no step
+    # the same result before the end is a sync point: the trial waits for the other one
+    ongoing = {**final, "done": False}
+    assert pbt.on_trial_result(controller, trial, ongoing) == TrialScheduler.PAUSE
+    assert pbt._trial_state[trial].last_result == ongoing
+
+
 def test_synch_pbt_exploit_of_a_trial_still_saving_lets_it_finish(
     ray_session: None, tmp_path: Path
 ) -> None:
