@@ -22,12 +22,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from raygan.core import operators as ops
 from raygan.core.individual import Individual
 from raygan.core.losses import get_loss
 from raygan.core.packed import adam
 from raygan.core.packed.bank import Bank, Rows, apply_each
-from raygan.core.rules.base import Generation, Pairing, Tally, d_loss_name, draw, finite_into
+from raygan.core.rules.base import (
+    Generation,
+    Pairing,
+    Tally,
+    batch_losses,
+    d_loss_name,
+    draw,
+    finite_into,
+    partner_loss,
+)
 
 Run = tuple[Generation, Pairing, Tally]
 """One cell's generation in progress: what `Rule.train` receives."""
@@ -114,15 +122,11 @@ class PackedTrainer:
                 continue
             idx = gen.batches[b]
             real = gen.data[idx]
-            if cfg.losses.mutation == "batch":
-                for g in pairing.gs:
-                    g.loss = ops.draw_loss(cfg.losses.generator, gen.rng)
-            for g in pairing.gs:
-                tally.loss_counts[g.loss] += 1
+            batch_losses(gen, pairing, tally)
             if b % cfg.training.d_every == 0:
                 for i in range(n_d):
                     cell, adv = draw(self.d_pools[r], gen.rng)
-                    loss = self.loss_names.index(pairing.gs[min(i, n_g - 1)].loss)
+                    loss = self.loss_names.index(partner_loss(pairing, i))
                     d_steps.append(_Step(r, d_row + i, adv, cell, loss, gen.noise(len(idx)), real))
             for i, g in enumerate(pairing.gs):
                 cell, adv = draw(self.g_pools[r], gen.rng)

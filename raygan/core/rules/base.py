@@ -240,15 +240,11 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
             return
         idx = gen.batches[b]
         real = gen.data[idx].to(device)
-        if cfg.losses.mutation == "batch":
-            for g in pairing.gs:
-                g.loss = ops.draw_loss(cfg.losses.generator, gen.rng)
-        for g in pairing.gs:
-            tally.loss_counts[g.loss] += 1
+        batch_losses(gen, pairing, tally)
         if b % cfg.training.d_every == 0:
             for i, d in enumerate(pairing.ds):
                 cell, g_adv = draw(pairing.d_adversaries, gen.rng)
-                loss = _d_loss(cfg, pairing.gs[min(i, len(pairing.gs) - 1)].loss)
+                loss = _d_loss(cfg, partner_loss(pairing, i))
                 with torch.no_grad():
                     fake = aae.encoder_of(g_adv)(real) if is_aae else g_adv(gen.noise(len(idx)))
                 d_real = gen.noise(len(idx)) if is_aae else real
@@ -281,6 +277,22 @@ def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tall
         tally.batches += 1
     for d in pairing.ds:  # G steps leave gradients in live Ds; they are never stepped on
         d.optimizer.zero_grad(set_to_none=True)
+
+
+def batch_losses(gen: Generation, pairing: Pairing, tally: Tally) -> None:
+    """A batch's generator losses: drawn anew under `losses.mutation: batch` (from the cell's
+    stream, before any adversary draw), then counted in the tally."""
+    losses = gen.config.losses
+    if losses.mutation == "batch":
+        for g in pairing.gs:
+            g.loss = ops.draw_loss(losses.generator, gen.rng)
+    for g in pairing.gs:
+        tally.loss_counts[g.loss] += 1
+
+
+def partner_loss(pairing: Pairing, i: int) -> str:
+    """The G loss whose D loss trainee D `i` steps with (its G's, or the only G's)."""
+    return pairing.gs[min(i, len(pairing.gs) - 1)].loss
 
 
 def _multi_g_step(gen: Generation, pairing: Pairing, g: Individual, n: int, tally: Tally) -> None:
