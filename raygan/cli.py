@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from raygan.atomic import probe_writable
 from raygan.config import ConfigError, RunConfig, load_config
+from raygan.errors import check_run_name, storage_problem
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "tune_configs" / "default.yaml"
 
@@ -32,6 +34,8 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--name", help="experiment name (default: the config's name)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--force", action="store_true", help="run even where raygan estimates the "
+                   "grid exceeds this machine's memory, or the CPUs of the Ray it starts here")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,11 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _pool_factory(backend: str):  # type: ignore[no-untyped-def]
+def _pool_factory(backend: str, force: bool = False):  # type: ignore[no-untyped-def]
     if backend == "ray":
+        import functools
+
         from raygan.distributed import RayCellPool
 
-        return RayCellPool
+        return functools.partial(RayCellPool, force=force)
     from raygan.engine.pool import LocalCellPool
 
     return LocalCellPool
@@ -88,9 +94,14 @@ def _train(args: argparse.Namespace) -> int:
     if args.out:
         from raygan.engine.run import train
 
+        probe_writable(args.out)
+        if config.resources.backend == "local":  # the ray backend checks once Ray is up
+            from raygan.engine.capacity import check_memory
+
+            check_memory(config, ray=False, tune=False, force=args.force)
         print(f"raygan: training {what} -> {args.out}", file=sys.stderr)
-        controller = train(config, args.out, pool_factory=_pool_factory(config.resources.backend),
-                           progress=not args.quiet)
+        controller = train(config, args.out, progress=not args.quiet,
+                           pool_factory=_pool_factory(config.resources.backend, args.force))
         _print_final(controller.config, controller.summaries[-1] if controller.summaries else {})
         return 0
     return _experiment(args, config, what, sweep=False)
@@ -105,19 +116,24 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace, config: RunConfig, what: str, sweep: bool) -> int:
-    from raygan.tuning.experiment import experiment_path, run_experiment
+    from raygan.tuning.experiment import experiment_path, is_uri, run_experiment
 
     storage = args.storage or config.output.storage_path
+    if args.name is not None:
+        check_run_name(args.name, "--name")
     path = experiment_path(storage, args.name or config.name)
+    if not is_uri(path):
+        probe_writable(storage)
     print(f"raygan: {'sweeping' if sweep else 'training'} {what} -> {path}", file=sys.stderr)
     path, results = run_experiment(
-        config, sweep=sweep, storage_path=storage, name=args.name, quiet=args.quiet
+        config, sweep=sweep, storage_path=storage, name=args.name, quiet=args.quiet,
+        force=args.force,
     )
     return _finish(path, results)
 
 
 def _finish(path: str, results: Any) -> int:
-    from raygan.tuning.experiment import is_uri
+    from raygan.tuning.experiment import is_uri, storage_failure
 
     if not is_uri(path):
         from raygan.tuning.report import format_table, trial_rows
@@ -125,6 +141,10 @@ def _finish(path: str, results: Any) -> int:
 
         print(format_table(*trial_rows(load_trials(path))))
     errors = len(results.errors)
+    full = next(filter(None, map(storage_failure, results.errors)), None)
+    if full is not None:
+        print(f"raygan: error: cannot write {full}", file=sys.stderr)
+        return 2
     print(
         f"raygan: {len(results)} trial(s), {errors} failed; results in {path}\n"
         f"  raygan report {path}      # HTML page\n"
@@ -139,9 +159,12 @@ def _resume(args: argparse.Namespace) -> int:
     from raygan.engine.run import CHECKPOINT
 
     out = Path(args.dir)
+    if "://" not in args.dir and not out.exists():
+        raise FileNotFoundError(f"{out} does not exist; pass the directory `raygan train` or "
+                                "`raygan tune` printed")
     if checkpoint_exists(out / CHECKPOINT):
         return _resume_plain(args, out)
-    if args.generations or args.backend:
+    if args.generations is not None or args.backend:
         raise ConfigError(
             "--generations and --backend apply to plain runs only; a Tune experiment resumes "
             "with the settings it was started with"
@@ -156,9 +179,20 @@ def _resume_plain(args: argparse.Namespace, out: Path) -> int:
     from raygan.engine.checkpoint import load_checkpoint_or_previous
     from raygan.engine.run import CHECKPOINT, train
 
-    (config, _, _), _ = load_checkpoint_or_previous(out / CHECKPOINT)
-    if args.generations:
+    (config, controller_state, _), _ = load_checkpoint_or_previous(out / CHECKPOINT)
+    done = int(controller_state.get("generation", 0))
+    if args.generations is not None:
+        if args.generations <= done:
+            raise ConfigError(
+                f"--generations {args.generations}: {out} has already trained {done} "
+                f"generations; give a larger total to train more"
+            )
         config = config.replace(**{"training.generations": args.generations})
+    elif done >= config.training.generations:
+        print(f"raygan: {out} has already trained all {done} generations; nothing to resume "
+              "(raise the total with --generations N)", file=sys.stderr)
+        return 0
+    probe_writable(out)
     backend = args.backend or config.resources.backend
     controller = train(
         config, out, pool_factory=_pool_factory(backend), resume=True, progress=not args.quiet
@@ -176,6 +210,7 @@ def _sample(args: argparse.Namespace) -> int:
     target = Path(args.dir)
     out = Path(args.out) if args.out else (
         target if target.is_dir() else target.parent) / "samples_best.npy"
+    probe_writable(out.parent)
     samples, config = sample_best_mixture(checkpoint, args.n, args.seed)
     written = write_samples(samples, config, out)
     print(f"raygan: {args.n} samples of {checkpoint} -> " + ", ".join(map(str, written)))
@@ -185,6 +220,10 @@ def _sample(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from raygan.tuning.report import write_report
 
+    if args.out:
+        probe_writable(Path(args.out).expanduser().parent)
+    elif Path(args.dir).is_dir():
+        probe_writable(args.dir)
     page, table = write_report(args.dir, args.out)
     print(table)
     print(f"raygan: report written to {page}", file=sys.stderr)
@@ -213,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except Exception as exc:
+        storage = storage_problem(exc)
+        if storage is not None:  # a full, read-only or forbidden disk: raygan's checkpoints
+            # are written atomically, so the last one is intact and `raygan resume` continues
+            print(f"raygan: error: cannot write {storage}", file=sys.stderr)
+            return 2
         if not _is_user_error(exc):
             raise
         print(f"raygan: error: {exc}", file=sys.stderr)

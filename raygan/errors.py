@@ -7,7 +7,9 @@ whichever of the two is imported first. Import `ConfigError` from `raygan.config
 
 from __future__ import annotations
 
+import errno
 import math
+import re
 
 
 class ConfigError(ValueError):
@@ -34,3 +36,38 @@ def check_nonnegative(value: float, key: str, meaning: str = "") -> None:
     note = f" ({meaning})" if meaning else ""
     ok = math.isfinite(value) and value >= 0
     check(ok, key, f"must be a finite number >= 0{note}, got {value}")
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def check_run_name(name: str, key: str) -> None:
+    """Raise `ConfigError` unless `name` is one plain folder name (it becomes
+    `<storage>/<name>`, so a `/` or `..` would write outside the storage).
+
+    Raises:
+        ConfigError: naming `key`, when `name` is empty, has a path separator or starts with
+            anything but a letter or digit.
+    """
+    check(_NAME.fullmatch(name) is not None, key,
+          f"{name!r} is not a plain folder name (letters, digits and . _ + -, starting with a "
+          "letter or digit; no / or ..)")
+
+
+class StorageError(OSError):
+    """A file raygan must write or read cannot be: the disk is full, read-only or forbidden."""
+
+
+STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
+"""OS errors that say where raygan writes is unusable, not that raygan is wrong."""
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """One line for an OS error of the storage (`STORAGE_ERRNOS`), else None."""
+    if isinstance(exc, OSError) and (isinstance(exc, StorageError) or exc.errno in STORAGE_ERRNOS):
+        where = exc.filename or ""
+        what = exc.strerror or str(exc)
+        return f"{where}: {what}" if where else what
+    return None

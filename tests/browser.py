@@ -2,7 +2,8 @@
 
 `check_page` copies the page with a probe script first in its `<head>`: it records every
 script error (`error` events, caught in the capture phase so failed resources count too) and,
-on `load`, every image that is not complete with a non-zero natural width, then writes them as
+on `load`, every image that is not complete with a non-zero natural width and every element
+that reaches past the window's right edge (a table too wide for the page), then writes them as
 JSON into a `<pre id="raygan-probe">` that `--dump-dom` prints.
 """
 
@@ -25,11 +26,15 @@ window.addEventListener("error", function (e) {
 window.addEventListener("load", function () {
   var images = Array.prototype.slice.call(document.images);
   var broken = images.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
+  var edge = document.documentElement.clientWidth;
+  var wide = Array.prototype.slice.call(document.body.querySelectorAll("*")).filter(
+    function (e) { return e.getBoundingClientRect().right > edge + 1; });
   var out = document.createElement("pre");
   out.id = "PROBE_ID";
   out.textContent = JSON.stringify({
     images: images.length,
     broken: broken.map(function (i) { return i.alt || i.src.slice(0, 40); }),
+    wide: wide.map(function (e) { return e.tagName + ": " + e.textContent.slice(0, 40); }),
     errors: window.__errors
   });
   document.body.appendChild(out);
@@ -60,15 +65,17 @@ def _run(binary: str, page: Path, *extra: str) -> str:
     return done.stdout
 
 
-def check_page(page: Path, screenshot: Path | None = None) -> dict[str, Any]:
-    """Load `page` (with the probe) in headless Chromium.
+def check_page(page: Path, screenshot: Path | None = None, width: int = 1400) -> dict[str, Any]:
+    """Load `page` (with the probe) in headless Chromium, in a window `width` pixels wide.
 
     Args:
         page: an HTML file.
-        screenshot: where to save a 1400x3000 screenshot of the page as loaded, if given.
+        screenshot: where to save a screenshot (`width` by 3000) of the page as loaded, if given.
+        width: the window's width in pixels.
 
     Returns:
-        `images` (how many), `broken` (their alt texts) and `errors` (script error messages).
+        `images` (how many), `broken` (their alt texts), `wide` (elements reaching past the
+        window's right edge: tag and text) and `errors` (script error messages).
 
     Raises:
         RuntimeError: when there is no Chromium, it fails, or the probe never reported (the
@@ -82,9 +89,10 @@ def check_page(page: Path, screenshot: Path | None = None) -> dict[str, Any]:
     probed = page.with_name(page.stem + ".probed.html")
     at = head + len("<head>") if head >= 0 else 0
     probed.write_text(text[:at] + _PROBE + text[at:])
-    dom = _run(binary, probed, "--dump-dom")
+    size = f"--window-size={width},3000"
+    dom = _run(binary, probed, "--dump-dom", size)
     if screenshot is not None:
-        _run(binary, page, f"--screenshot={screenshot}", "--window-size=1400,3000")
+        _run(binary, page, f"--screenshot={screenshot}", size)
     start = dom.find(f'<pre id="{PROBE_ID}">')
     if start < 0:
         raise RuntimeError(f"the probe did not report (the page never loaded): {dom[:500]}")

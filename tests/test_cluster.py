@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable
@@ -505,15 +507,34 @@ def _stop_head(head: subprocess.Popen[bytes], temp_dir: Path) -> None:
             continue
 
 
+def _one_machine_commands() -> list[list[str]]:
+    """The commands of cluster/README.md's "To try this on one machine first" block."""
+    text = (CLUSTER / "README.md").read_text()
+    block = text.split("To try this on one machine first:", 1)[1]
+    block = block.split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = re.sub(r"\\\n\s*", " ", block).splitlines()  # shell continuations
+    words = [shlex.split(line, comments=True) for line in lines]
+    return [[w for w in line if not w.startswith(">")] for line in words if line]
+
+
+def test_one_machine_block_sets_token_auth_before_ray_start() -> None:
+    commands = _one_machine_commands()
+    heads = [" ".join(c[:2]) for c in commands]
+    assert heads[0] == "export RAY_AUTH_MODE=token", heads
+    assert heads.index("ray get-auth-token") < heads.index("ray start") < heads.index("ray job")
+
+
 @pytest.mark.slow
 def test_ray_job_submit_to_a_local_cluster_writes_the_experiment_to_storage() -> None:
-    """`ray start --head` + `ray job submit --working-dir . -- python -m raygan train CONFIG
-    --storage DIR`, as cluster/README.md shows; the experiment lands in DIR/<config name>/."""
+    """cluster/README.md's one-machine block, command by command, in a shell without
+    RAY_AUTH_MODE on a machine that already holds ~/.ray/auth_token (as any local `raygan
+    train` leaves): `ray start --head` then turns token authentication on, so `ray job submit`
+    works only if the block makes it send the token. The experiment lands in the storage."""
     if importlib.util.find_spec("aiohttp") is None:
         pytest.fail("`ray job submit` needs ray[default]: pip install -e '.[dev]'")
     temp_dir = Path(tempfile.mkdtemp(prefix="rgjob"))  # short: Ray's socket paths
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env.update(RAY_USAGE_STATS_ENABLED="0", HOME=str(temp_dir / "home"))
     # the job's `python` is this interpreter (Ray runs the entrypoint through the shell, and a
     # CI machine may have no `python`, or another one, on PATH)
     bin_dir = temp_dir / "bin"
@@ -521,48 +542,35 @@ def test_ray_job_submit_to_a_local_cluster_writes_the_experiment_to_storage() ->
     (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     (bin_dir / "python").chmod(0o755)
     env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", "")
+    token = subprocess.run(_ray_cli("get-auth-token", "--generate"), env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert token.returncode == 0 and (temp_dir / "home" / ".ray" / "auth_token").is_file()
     ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS))))
-    start = _ray_cli(
-        "start", "--head", "--block", "--num-cpus", "4", "--num-gpus", "0",
-        "--include-dashboard=true", "--dashboard-host", "127.0.0.1",
-        "--temp-dir", str(temp_dir / "ray"), "--disable-usage-stats",
-    )
-    for flag, port in ports.items():
-        start += [f"--{flag}", str(port)]
     address = f"http://127.0.0.1:{ports['dashboard-port']}"
-    log = temp_dir / "ray_start.log"
-    began = time.monotonic()
-    with log.open("wb") as out:
-        head = subprocess.Popen(
-            start, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    config = temp_dir / "tiny.yaml"
+    config.write_text(JOB_CONFIG)
+    storage = temp_dir / "results"
+    head: subprocess.Popen[bytes] | None = None
     try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{address}/api/version", timeout=2)
-                break
-            except OSError:
-                assert head.poll() is None, log.read_text()[-3000:]
-                assert time.monotonic() - began < 120, "the job API did not come up"
-                time.sleep(0.5)
-        config = temp_dir / "tiny.yaml"
-        config.write_text(JOB_CONFIG)
-        for attempt in range(2):
-            # the dashboard answers before its job agent does: a submission in that window is
-            # dropped ("Connection aborted"); that is Ray starting up, so it is tried once more
-            storage = temp_dir / f"results{attempt}"
-            done = subprocess.run(
-                _ray_cli(
-                    "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
-                    "python", "-m", "raygan", "train", str(config), "--storage", str(storage),
-                ),
-                env=env, capture_output=True, text=True, timeout=400,
-            )
-            if done.returncode == 0 or "Connection aborted" not in done.stderr + done.stdout:
-                break
-            time.sleep(5)
-        assert done.returncode == 0, (done.stdout[-4000:], done.stderr[-4000:])
-        assert "succeeded" in done.stdout + done.stderr
+        for command in _one_machine_commands():
+            if command[0] == "export":
+                key, value = command[1].split("=", 1)
+                env[key] = value
+            elif command[:2] == ["ray", "get-auth-token"]:
+                done = subprocess.run(_ray_cli(*command[1:]), env=env, capture_output=True,
+                                      text=True, timeout=120)
+                assert done.returncode == 0, done.stderr
+            elif command[:3] == ["ray", "start", "--head"]:
+                head = _start_head(command[1:], ports, temp_dir, env)
+                _wait_for_job_api(address, head, temp_dir)
+            elif command[:3] == ["ray", "job", "submit"]:
+                done = _submit(command[1:], address, config, storage, env)
+                assert done.returncode == 0, (done.stdout[-4000:], done.stderr[-4000:])
+                assert "succeeded" in done.stdout + done.stderr
+            else:  # `ray stop` would stop every Ray on this machine; stop just this one
+                assert command == ["ray", "stop"], command
+                assert head is not None
+                _stop_head(head, temp_dir)
         experiment = storage / "cluster_job_tiny"
         assert experiment.is_dir(), sorted(p.name for p in storage.iterdir())
         assert list(experiment.glob("experiment_state-*.json"))
@@ -572,5 +580,54 @@ def test_ray_job_submit_to_a_local_cluster_writes_the_experiment_to_storage() ->
         assert len(rows) == 2 and rows[-1]["generation"] == 2
         assert list(experiment.rglob("events.out.tfevents.*")), "no TensorBoard files"
     finally:
-        _stop_head(head, temp_dir)
+        if head is not None:
+            _stop_head(head, temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _start_head(args: list[str], ports: dict[str, int], temp_dir: Path,
+                env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The block's `ray start --head ...`, held in the foreground (--block) on free ports and
+    its own temp dir, so that it can be stopped alone."""
+    start = _ray_cli(*args, "--block", "--num-gpus", "0", "--include-dashboard=true",
+                     "--dashboard-host", "127.0.0.1", "--temp-dir", str(temp_dir / "ray"),
+                     "--disable-usage-stats")
+    for flag, port in ports.items():
+        start += [f"--{flag}", str(port)]
+    with (temp_dir / "ray_start.log").open("wb") as out:
+        return subprocess.Popen(start, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _wait_for_job_api(address: str, head: subprocess.Popen[bytes], temp_dir: Path) -> None:
+    began = time.monotonic()
+    while True:
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=2)
+            return
+        except urllib.error.HTTPError:  # it answers (401 without the token): it is up
+            return
+        except OSError:
+            assert head.poll() is None, (temp_dir / "ray_start.log").read_text()[-3000:]
+            assert time.monotonic() - began < 120, "the job API did not come up"
+            time.sleep(0.5)
+
+
+def _submit(args: list[str], address: str, config: Path, storage: Path,
+            env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The block's `ray job submit ...` from the repository root, to this cluster, with the
+    tiny config and `storage`."""
+    submit = list(args)
+    submit[submit.index("--address") + 1] = address
+    submit = [str(config) if w.endswith(".yaml") else w for w in submit]
+    submit[submit.index("--storage") + 1] = str(storage)
+    for _ in range(2):
+        # the dashboard answers before its job agent does: a submission in that window is
+        # dropped ("Connection aborted"); that is Ray starting up, so it is tried once more
+        done = subprocess.run(_ray_cli(*submit), env=env, cwd=REPO, capture_output=True,
+                              text=True, timeout=400)
+        if done.returncode == 0 or "Connection aborted" not in done.stderr + done.stdout:
+            break
+        shutil.rmtree(storage, ignore_errors=True)
+        time.sleep(5)
+    return done

@@ -41,7 +41,8 @@ from raygan.tuning.experiment import (  # noqa: E402
     param_space,
     run_experiment,
 )
-from raygan.tuning.report import exploit_records, write_report  # noqa: E402
+from raygan.tuning.lineage import read_exploits  # noqa: E402
+from raygan.tuning.report import write_report  # noqa: E402
 from raygan.tuning.results import latest_checkpoint, load_trials  # noqa: E402
 from raygan.tuning.trainable import (  # noqa: E402
     CoevolutionTrainable,
@@ -363,7 +364,7 @@ def test_report_shows_the_evolution_and_renders_in_chromium(trained: Path, tmp_p
     assert control["broken"] == ["bad"] and any("undefinedName" in e for e in control["errors"])
 
     checked = check_page(page, screenshot=tmp_path / "report.png")
-    assert checked == {"images": text.count("<img"), "broken": [], "errors": []}
+    assert checked == {"images": text.count("<img"), "broken": [], "wide": [], "errors": []}
     assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -562,10 +563,12 @@ def test_pbt_sweep_exploits_and_the_report_lists_every_trial(
     assert all(t.last["generation"] == 4 for t in trials)
     assert all(set(t.knobs) == {"mixture.sigma", "evolution.lr_mutation_sigma", "seed"}
                for t in trials)
-    exploits = exploit_records(experiment)
+    exploits = read_exploits(experiment)
     assert exploits, "PBT made no exploit"
-    assert all(e["target"] != e["clone"] and e["target_iteration"] == 2 for e in exploits)
-    assert all(0.001 <= e["new_knobs"]["mixture.sigma"] <= 0.1 for e in exploits)
+    ids = {t.trial_id for t in trials}
+    assert all(e.trial != e.donor and {e.trial, e.donor} <= ids for e in exploits)
+    assert all(e.generation == e.donor_generation == 2 for e in exploits)
+    assert all(0.001 <= e.knobs["mixture.sigma"] <= 0.1 for e in exploits)
     capsys.readouterr()
 
     assert main(["report", str(experiment)]) == 0
@@ -574,6 +577,7 @@ def test_pbt_sweep_exploits_and_the_report_lists_every_trial(
     for trial in trials:
         assert trial.trial_id in table and f"id='{trial.trial_id}'" in page
     assert "PBT exploits" in page and page.count("<img") >= 4
+    assert page.count("<b>Inherited history.</b>") == len({e.trial for e in exploits})
     assert "best/mode_tvd" in page
 
 

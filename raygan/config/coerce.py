@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -73,6 +74,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, option, key)
             except ConfigError as exc:
                 errors.append(str(exc))
+        if len(errors) == 1:  # `float | None`: the float's own reason ("must be finite", ...)
+            raise ConfigError(errors[0])
         raise ConfigError(
             f"{key}: {value!r} is not allowed; expected "
             + " or ".join(_type_name(o) if o is not type(None) else "null" for o in options)
@@ -100,6 +103,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # no option means "unbounded" or "undefined" by inf/nan
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

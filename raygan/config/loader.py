@@ -74,6 +74,29 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{problem}{where}"
 
 
+def read_config_text(path: str | Path) -> str:
+    """The text of a config file.
+
+    Raises:
+        FileNotFoundError: when there is no such file.
+        ConfigError: one line when `path` is a directory, unreadable or not UTF-8 text.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no config file at {path}")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; pass a YAML config file (see tune_configs/)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "a config is a YAML file"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Load a YAML run config and apply `a.b=value` overrides.
 
@@ -87,14 +110,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     data: dict[str, Any] = {}
     if path is not None:
-        text = Path(path).read_text()
+        text = read_config_text(path)
         try:
             loaded = yaml_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
+        if not loaded:  # a file of comments or `{}` would silently train the built-in defaults
+            raise ConfigError(
+                f"{path}: the config is empty; write its sections (see tune_configs/), or run "
+                "`raygan train` without a config for the default job"
+            )
+        if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        data = loaded or {}
+        data = loaded
     for text in overrides or []:
         key, value = parse_override(text)
         set_dotted(data, key, value)

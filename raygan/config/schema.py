@@ -25,7 +25,7 @@ from raygan.config.sections import (
     ResourcesConfig,
     TrainingConfig,
 )
-from raygan.errors import ConfigError, check
+from raygan.errors import ConfigError, check, check_run_name
 from raygan.metrics import catalog
 from raygan.tuning.section import TuneSection, check_against_metrics
 
@@ -155,6 +155,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        check_run_name(self.name, "name")
         check(
             self.networks.kind not in ("dcgan", "genome") or not self.data.is_toy,
             "networks.kind",
@@ -181,6 +182,13 @@ class RunConfig:
             f"must be a multiple of metrics.every ({every}), got {self.output.plot_every}",
         )
         evo, rule = self.evolution, self.training.rule
+        if self.networks.kind != "genome":  # a genome sets its own rates (within its bounds)
+            for key in ("lr_g", "lr_d"):
+                lr = getattr(self.training, key)
+                check(evo.lr_min <= lr <= evo.lr_max, f"training.{key}",
+                      f"{lr:g} is outside [evolution.lr_min, evolution.lr_max] = "
+                      f"[{evo.lr_min:g}, {evo.lr_max:g}], the range rates are kept in; change "
+                      "the rate or the bound")
         for key in ("selection", "replacement"):
             check(
                 rule == "own" or not getattr(evo, key),

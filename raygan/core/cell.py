@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from raygan.config import RunConfig
+from raygan.config import ConfigError, RunConfig
 from raygan.core import aae
 from raygan.core import operators as ops
 from raygan.core.individual import (
@@ -37,7 +37,15 @@ from raygan.core.losses import get_loss
 from raygan.core.networks import build_networks, optimizer_specs
 from raygan.core.report import CellReport
 from raygan.core.rules import get_rule
-from raygan.core.rules.base import FitnessBatch, Generation, Pairing, Tally, side_report
+from raygan.core.rules.base import (
+    FitnessBatch,
+    Generation,
+    Outcome,
+    Pairing,
+    SideOutcome,
+    Tally,
+    side_report,
+)
 from raygan.core.task import PREVIEW_IMAGES, CellTask, Scored, preview_of
 from raygan.core.techniques import attach_history
 
@@ -64,9 +72,18 @@ def cell_seeds(seed: int, n_cells: int) -> list[np.random.SeedSequence]:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when available, else CPU."""
+    """'auto' picks CUDA when available, else CPU.
+
+    Raises:
+        ConfigError: for 'cuda' in a process where torch sees no CUDA device.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"training.device: {name!r}, but torch sees no CUDA GPU in this process "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use 'auto' or 'cpu'"
+        )
     return torch.device(name)
 
 
@@ -279,18 +296,20 @@ class Cell:
         run = self._state()
         if run.next_batch < len(run.gen.batches):
             self.train(None, len(run.gen.batches) - run.next_batch)
-        outcome = self.rule.end(run.gen, run.pairing)
+        outcome, reseeded = self._reseed(run.gen, self.rule.end(run.gen, run.pairing))
         self.g, self.d = outcome.g.individual, outcome.d.individual
         self._running = None
         mix_score, accepted = math.nan, False
-        if self.config.mixture.enabled:
-            gens = [self.g.sampler, *self._g_samplers]
+        gens = [self.g.sampler, *self._g_samplers]
+        usable = [ops.all_finite(g) for g in gens] if self.config.mixture.enabled else []
+        if any(usable):  # a non-finite generator keeps weight 0 (none finite: no step)
             z_mix = self._noise(self.config.mixture.samples)
             self.mixture_weights, rec = ops.mixture_es_step(
                 self.mixture_weights,
                 self.config.mixture.sigma,
                 self.rng,
-                lambda w: self.task.mixture_score(ops.mixture_samples(gens, w, z_mix)),
+                lambda w: self._mixture_objective(ops.mixture_samples(gens, w, z_mix)),
+                usable,
             )
             accepted = rec.accepted
             mix_score = rec.new_score if accepted else rec.old_score
@@ -314,7 +333,61 @@ class Cell:
             reconstruction=tally.reconstruction_sum / max(tally.g_steps, 1)
             if self.config.networks.kind == "aae" else math.nan,
             seconds=time.perf_counter() - run.start_time,
+            broken=self.nonfinite_networks(),
+            reseeded=reseeded,
         )
+
+    def _mixture_objective(self, samples: Tensor) -> float:
+        """What the mixture ES minimises; +inf (the worst) for non-finite samples, which the
+        metrics are not asked to score (image metrics refuse them)."""
+        if not bool(torch.isfinite(samples).all()):
+            return math.inf
+        return self.task.mixture_score(samples)
+
+    # -- non-finite networks ----------------------------------------------------------------
+    def nonfinite_networks(self) -> list[str]:
+        """Which centre networks hold a non-finite parameter or buffer: "G" (its network or
+        its weight average), "D"; empty when the cell is finite."""
+        return [name for name, ok in (("G", self._finite_g(self.g.net, self.g.ema)),
+                                      ("D", ops.all_finite(self.d.net))) if not ok]
+
+    @staticmethod
+    def _finite_g(net: nn.Module, average: nn.Module | None) -> bool:
+        return ops.all_finite(net) and (average is None or ops.all_finite(average))
+
+    def _slot_finite(self, slot: int, side: str) -> bool:
+        """Whether neighbour slot `slot` (1-based, as in `Generation.members`) is finite."""
+        if side == "d":
+            return ops.all_finite(self._d_slots[slot - 1])
+        average = self._g_samplers[slot - 1] if self._keeps_average else None
+        return self._finite_g(self._g_slots[slot - 1], average)
+
+    def _reseed(self, gen: Generation, outcome: Outcome) -> tuple[Outcome, dict[str, int]]:
+        """Replace each new centre that is not finite by a trainable copy of the fittest finite
+        neighbour's network (as received for this generation, with its fitness of the start),
+        so that a NaN neither stays in the grid nor spreads through the neighbours' training.
+        A centre with no finite neighbour stays as it is (`nonfinite_networks` says so).
+
+        Returns:
+            The outcome to adopt and what was re-seeded: "G" / "D" -> the neighbour's cell.
+        """
+        sides = {"g": outcome.g, "d": outcome.d}
+        reseeded: dict[str, int] = {}
+        for side, kept in sides.items():
+            ind = kept.individual
+            finite = (self._finite_g(ind.net, ind.ema) if side == "g"
+                      else ops.all_finite(ind.net))
+            donors = [k for k in range(1, len(gen.members)) if self._slot_finite(k, side)]
+            if finite or not donors:
+                continue
+            fitness = gen.g_fitness if side == "g" else gen.d_fitness
+            slot = min(donors, key=lambda k: (ops.finite_or_inf(fitness[k]), k))
+            donor = self._adopt(slot, side)
+            donor.fitness = fitness[slot]
+            sides[side] = SideOutcome(donor, gen.members[slot], replaced=True, discarded=True,
+                                      lr_mutated=False)
+            reseeded[side.upper()] = gen.members[slot]
+        return Outcome(sides["g"], sides["d"]), reseeded
 
     def _state(self) -> Running:
         if self._running is None:
@@ -369,16 +442,25 @@ class Cell:
         self._receive(snapshots)
         gen = torch.Generator().manual_seed(seed)
         z = aae.latent(self.config.networks, n, gen).to(self.device)
-        weights = self.mixture_weights
+        gens = [self.g.sampler, *self._g_samplers]
+        weights, members = self.mixture_weights, len(gens)
         if centre_only or not self.config.mixture.enabled:
-            weights = np.eye(len(weights))[0]
-        return ops.mixture_samples([self.g.sampler, *self._g_samplers], weights, z)
+            weights, members = np.eye(len(weights))[0], 1
+        # a non-finite generator never feeds the mixture: its share goes to the finite members
+        usable = ops.usable_mixture(
+            weights, [k < members and ops.all_finite(g) for k, g in enumerate(gens)])
+        if usable is None:  # nothing finite to draw from: samples that score as the worst
+            return torch.full((n, *self.sample_shape), math.nan)
+        return ops.mixture_samples(gens, usable, z)
 
     def evaluate(self, snapshots: Sequence[Snapshot], n: int, seed: int) -> Scored:
         """Metrics of this cell's mixture (see `CellTask.evaluate`) and a preview of the samples
         they were computed on, for figures (all toy points; `PREVIEW_IMAGES` images)."""
         samples = self.sample(snapshots, n, seed)
         keep = len(samples) if self.config.data.is_toy else PREVIEW_IMAGES
+        if not bool(torch.isfinite(samples).all()):  # no valid score: never ranked
+            scores = {name: math.nan for name in self.config.metric_names}
+            return Scored(scores, preview_of(samples, keep))
         return Scored(self.task.evaluate(samples), preview_of(samples, keep))
 
     # -- checkpointing ----------------------------------------------------------------------

@@ -208,6 +208,37 @@ def perturb_mixture(weights: np.ndarray, sigma: float, rng: np.random.Generator)
     return candidate / total
 
 
+@torch.no_grad()
+def all_finite(net: nn.Module) -> bool:
+    """Whether every floating-point parameter and buffer of `net` is finite (one device sync)."""
+    flags = [torch.isfinite(t).all() for t in net.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def usable_mixture(weights: np.ndarray, usable: Sequence[bool]) -> np.ndarray | None:
+    """The mixture weights restricted to the `usable` members (finite generators).
+
+    The other members' weights become 0 and the rest is renormalised; usable members that
+    all had weight 0 share it equally, so a mixture whose weight sat on broken members falls
+    back to its finite ones. `weights` itself comes back when every member is usable, so
+    finite runs stay bit-identical.
+
+    Returns:
+        The restricted weights, or None when no member is usable.
+    """
+    mask = np.asarray(usable, dtype=bool)
+    if mask.all():
+        return weights
+    if not mask.any():
+        return None
+    w = np.where(mask, np.asarray(weights, dtype=np.float64), 0.0)
+    total = w.sum()
+    if not np.isfinite(total) or total <= 0:
+        w = mask.astype(np.float64)
+        total = w.sum()
+    return w / total
+
+
 def mixture_counts(weights: np.ndarray, n: int) -> np.ndarray:
     """How many of `n` samples each member draws: exact proportions by largest remainder."""
     w = np.asarray(weights, dtype=np.float64)
@@ -253,10 +284,27 @@ def mixture_es_step(
     sigma: float,
     rng: np.random.Generator,
     score: ScoreFn,
+    usable: Sequence[bool] | None = None,
 ) -> tuple[np.ndarray, MixtureRecord]:
-    """One (1+1)-ES step: keep the perturbed weights only if they score strictly lower."""
+    """One (1+1)-ES step: keep the perturbed weights only if they score strictly lower.
+
+    Args:
+        weights: the current weights.
+        sigma: the step size.
+        rng: the cell's generator (one normal draw per member, usable or not).
+        score: weights -> objective (lower is better).
+        usable: which members may get weight (default all): both the current weights and the
+            candidate are restricted to them (`usable_mixture`), so a non-finite generator
+            keeps weight 0. At least one member must be usable.
+    """
+    mask = [True] * len(weights) if usable is None else list(usable)
+    restricted = usable_mixture(weights, mask)
+    if restricted is None:
+        raise ValueError("mixture ES step with no usable member")
+    weights = restricted
     old_score = finite_or_inf(score(weights))
-    candidate = perturb_mixture(weights, sigma, rng)
+    candidate = usable_mixture(perturb_mixture(weights, sigma, rng), mask)
+    assert candidate is not None  # the same mask as `weights`
     new_score = finite_or_inf(score(candidate))
     accepted = new_score < old_score
     kept = candidate if accepted else weights

@@ -66,6 +66,10 @@ class CellReport:
         seconds: the cell's wall time (vectorised cells share their worker's: each reports
             the whole group's generation).
         scores: metrics of the cell's mixture at evaluations (empty otherwise).
+        broken: the centre networks holding a non-finite value after the generation ("G",
+            "D"; empty when finite): such a cell ranks last and its G feeds no mixture.
+        reseeded: centres that went non-finite this generation and were replaced by the
+            fittest finite neighbour's network ("G" / "D" -> that neighbour's cell).
     """
 
     generation: int
@@ -85,6 +89,8 @@ class CellReport:
     seconds: float
     reconstruction: float
     scores: dict[str, float] = field(default_factory=dict)
+    broken: list[str] = field(default_factory=list)
+    reseeded: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The flat row of logs and tables: sides as `g_<field>` / `d_<field>`."""

@@ -19,6 +19,7 @@ import torch
 from ray import ObjectRef
 
 from raygan.config import RunConfig
+from raygan.core import operators as ops
 from raygan.core.cell import Snapshot, cell_seeds
 from raygan.core.individual import numpy_to_tensors, tensors_to_numpy
 from raygan.core.packed.group import CellGroup
@@ -42,12 +43,6 @@ def _resolve_snapshots(refs: Sequence[Any]) -> list[Snapshot]:
         for i, snap in zip(inner, fetched):
             values[i] = snap
     return values
-
-
-@torch.no_grad()
-def _all_finite(net: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in net.state_dict().values()
-               if t.is_floating_point())
 
 
 @dataclass(frozen=True)
@@ -148,7 +143,8 @@ class CellActor:
         return reports, self.state_dict(), finite
 
     def _centres_finite(self) -> list[dict[str, bool]]:
-        return [{"g": _all_finite(c.g.net), "d": _all_finite(c.d.net)} for c in self.group.cells]
+        return [{"g": ops.all_finite(c.g.net), "d": ops.all_finite(c.d.net)}
+                for c in self.group.cells]
 
     def begin_generation(self, generation: int, rows: Sequence[Sequence[Any]]) -> list[int]:
         """Start a generation run in rounds (`Cell.begin`); returns the cells' batch counts."""

@@ -13,15 +13,14 @@ generation again, so a run with failures gives the same results as one without.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import ray
 import torch
-from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayError
-from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.exceptions import ObjectLostError, RayActorError, RayError
+from ray.util.placement_group import PlacementGroup, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from torch import Tensor
 
@@ -30,7 +29,15 @@ from raygan.core.individual import numpy_to_tensors, tensors_to_numpy
 from raygan.core.report import CellReport
 from raygan.core.task import Scored
 from raygan.distributed.actor import LocalSnapshot, remote_cell_class
-from raygan.distributed.resources import actor_options, describe_request, worker_bundle
+from raygan.distributed.resources import (
+    actor_options,
+    describe_request,
+    fitting_shares,
+    worker_bundle,
+)
+from raygan.distributed.session import check_request, cluster_is_private, reserve
+from raygan.distributed.session import ensure_ray as ensure_ray  # re-exported
+from raygan.engine.capacity import check_memory
 from raygan.engine.pool import Route, round_inputs, rounds_of
 from raygan.engine.task import grid_of
 
@@ -40,22 +47,6 @@ T = TypeVar("T")
 
 MAX_RETRIES = 3
 """Attempts at one generation (or evaluation) after the first before the pool gives up."""
-
-
-def ensure_ray(**init_kwargs: Any) -> None:
-    """Start or join Ray if this process has not.
-
-    Joins `RAY_ADDRESS` when it is set (as under `ray job submit`), else the cluster of the last
-    `ray start` on this machine, else starts a private local instance. `init_kwargs` go to
-    `ray.init` (e.g. `logging_level`).
-    """
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, **init_kwargs)
-    else:  # a local instance's dashboard would only cost start-up time
-        ray.init(include_dashboard=False, **init_kwargs)
 
 
 class RayCellPool:
@@ -68,6 +59,8 @@ class RayCellPool:
             see `raygan.tuning`); actor a goes into bundle `bundle_offset + a`. The pool neither
             reserves nor removes it. None: the pool reserves (and later removes) its own.
         bundle_offset: index of actor 0's bundle in `placement_group`.
+        force: run a request beyond raygan's own local Ray on oversubscribed logical CPUs, and
+            skip the memory estimate (see `raygan.engine.capacity`).
 
     Attributes:
         size: number of cells.
@@ -83,13 +76,16 @@ class RayCellPool:
         *,
         placement_group: PlacementGroup | None = None,
         bundle_offset: int = 0,
+        force: bool = False,
     ) -> None:
-        ensure_ray()
         self.config = config
         self.size = grid_of(config).size
+        res = config.resources
+        ensure_ray(cpus=res.cpus_per_cell * self.size if force else 0.0)
+        if placement_group is None and cluster_is_private():  # every process is on this machine
+            check_memory(config, ray=True, tune=False, force=force)
         self.max_retries = max_retries
         self.restarts = 0
-        res = config.resources
         self.workers = res.workers(self.size)
         self._where = {c: (a, j) for a, cells in enumerate(self.workers)
                        for j, c in enumerate(cells)}
@@ -125,21 +121,12 @@ class RayCellPool:
     def _reserve(self) -> PlacementGroup:
         res = self.config.resources
         bundles = [worker_bundle(res, len(cells)) for cells in self.workers]
-        pg = placement_group(bundles, strategy=res.placement_strategy)
-        try:
-            ray.get(pg.ready(), timeout=res.placement_timeout_s)
-        except GetTimeoutError:
-            remove_placement_group(pg)
-            raise RuntimeError(
-                f"could not reserve {describe_request(res, self.size)} within "
-                f"placement_timeout_s={res.placement_timeout_s:g}s; the cluster has "
-                f"{_fmt(ray.cluster_resources())} in total, {_fmt(ray.available_resources())} "
-                "available. Lower resources.cpus_per_cell / resources.gpus_per_cell, use a "
-                "smaller grid (grid.rows, grid.cols), relax resources.placement_strategy (PACK "
-                "or SPREAD), raise resources.placement_timeout_s if nodes are still joining, or "
-                "add nodes to the cluster."
-            ) from None
-        return pg
+        what = describe_request(res, self.size)
+        grid = self.config.grid
+        advice = fitting_shares(res, self.size, ray.cluster_resources(), tune=False)
+        check_request(bundles, res, f"the placement group of a {grid.rows}x{grid.cols} grid's "
+                      f"cell actors, {what},", advice=advice)
+        return reserve(bundles, res, what)
 
     def _new_actor(self, index: int) -> Any:
         assert self._pg is not None, "the pool is closed"
@@ -392,14 +379,3 @@ def _log_nonfinite(report: CellReport, was_finite: dict[str, bool]) -> None:
 def _tensor(array: np.ndarray) -> Tensor:
     # the array is a read-only view of the object store; torch needs its own copy
     return torch.from_numpy(np.array(array, copy=True))
-
-
-def _fmt(resources: dict[str, float]) -> str:
-    """CPU, GPU and memory of a Ray resource dict, readable ("{CPU: 4, memory: 7.5 GiB}")."""
-    parts = []
-    for key in ("CPU", "GPU", "memory"):
-        if key in resources:
-            value = resources[key]
-            parts.append(f"memory: {value / 2**30:.1f} GiB" if key == "memory"
-                         else f"{key}: {value:g}")
-    return "{" + ", ".join(parts) + "}"

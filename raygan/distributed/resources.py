@@ -134,3 +134,69 @@ def describe_request(cfg: ResourcesConfig, n_cells: int) -> str:
     each = f" (up to {cfg.cells_per_actor} cells each)" if cfg.cells_per_actor > 1 else ""
     return (f"{len(workers)} bundles of {bundle}{each} (total {total}, "
             f"strategy {cfg.placement_strategy})")
+
+
+def unmet(bundles: list[dict[str, float]], nodes: list[dict[str, float]],
+          strategy: str = "PACK") -> str | None:
+    """What of `bundles` a cluster of `nodes` (each node's total resources) can never place,
+    as words to follow "asks" ("10 CPU in all, the cluster has 2"), or None when they may be
+    placed. Only certain failures count: a sum above the cluster's, a bundle no node can
+    hold, a strategy the node count rules out.
+    """
+    bundles = [b for b in bundles if b]  # Tune's empty controller bundle reserves nothing
+    total = {k: sum(node.get(k, 0.0) for node in nodes) for k in _keys(bundles)}
+    for key in sorted(total):
+        need = sum(b.get(key, 0.0) for b in bundles)
+        if need > total[key] + _EPS:
+            return f"{need:g} {key} in all, the cluster has {total[key]:g}"
+    if strategy == "STRICT_PACK":
+        whole = {k: sum(b.get(k, 0.0) for b in bundles) for k in _keys(bundles)}
+        if not any(_holds(node, whole) for node in nodes):
+            return f"{_text(whole)} on one node (STRICT_PACK), which no node has"
+    if strategy == "STRICT_SPREAD" and len(bundles) > len(nodes):
+        return (f"{len(bundles)} bundles on as many nodes (STRICT_SPREAD), the cluster has "
+                f"{len(nodes)}")
+    for bundle in bundles:
+        if not any(_holds(node, bundle) for node in nodes):
+            return f"a bundle of {_text(bundle)}, which no node has"
+    return None
+
+
+def fitting_shares(cfg: ResourcesConfig, n_cells: int, cluster: dict[str, float],
+                   tune: bool) -> list[str]:
+    """Settings that would fit `cluster`'s totals, as advice for an error message:
+    smaller per-cell shares (`resources.cpus_per_cell <= 0.1111`), the local backend."""
+    cells = 1 if tune and cfg.backend == "local" else n_cells  # a local trial: one cell's share
+    fixed = cfg.controller_cpus if tune and cfg.backend == "ray" else 0.0
+    tips = []
+    for key, share, room in (("cpus_per_cell", cfg.cpus_per_cell, cluster.get("CPU", 0) - fixed),
+                             ("gpus_per_cell", cfg.gpus_per_cell, cluster.get("GPU", 0))):
+        if share > 0 and room > _EPS:
+            most = math.floor(room / cells * 1e4) / 1e4  # Ray's resource unit, never above
+            if most < share:
+                tips.append(f"resources.{key} <= {most:g}")
+    shares = [" and ".join(tips)] if tips else []
+    return shares + (["resources.backend local"] if cfg.backend == "ray" else [])
+
+
+def trials_at_once(bundles: list[dict[str, float]], cluster: dict[str, float],
+                   trials: int, limit: int | None) -> int:
+    """How many trials of `bundles` run side by side on `cluster` (at least 1)."""
+    most = trials if limit is None else min(trials, limit)
+    for key in _keys(bundles):
+        need = sum(b.get(key, 0.0) for b in bundles)
+        if need > 0:
+            most = min(most, int(cluster.get(key, 0.0) / need + _EPS))
+    return max(1, most)
+
+
+def _keys(bundles: list[dict[str, float]]) -> set[str]:
+    return {k for b in bundles for k in b}
+
+
+def _holds(node: dict[str, float], bundle: dict[str, float]) -> bool:
+    return all(node.get(k, 0.0) + _EPS >= v for k, v in bundle.items())
+
+
+def _text(resources: dict[str, float]) -> str:
+    return "{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(resources.items())) + "}"

@@ -7,13 +7,21 @@ replacements, steps, mixture score, ...) and
 Every score with a real-data floor (`fid` and `fid_floor`, ...) also gets one chart of both
 under TensorBoard's "custom scalars" tab, so a value is never read without its floor.
 Written with tensorboardX (a Ray Tune dependency), so no TensorFlow or tensorboard is needed.
+
+Each step is shown once. A resumed run, a restarted or exploited trial, goes back to its
+checkpoint's generation and writes the steps after it again, into a new event file: every
+writer's file begins with TensorBoard's purge mark (a session start at its first step), so
+readers drop what earlier files hold from that step on, the generations rolled back.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,19 +42,35 @@ class Board:
     """
 
     def __init__(self, logdir: str | Path) -> None:
-        from tensorboardX import SummaryWriter
-
         # NaN is a value here, not an accident (a GAN's `reconstruction`, a metric before the
         # first evaluation): tensorboardX would warn about it for every cell, every generation
         logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
         self.logdir = Path(logdir)
-        self._writer = SummaryWriter(str(self.logdir), flush_secs=30)
+        self._writer: Any = None  # opened at the first step, which its purge mark needs
+        self._last_step: int | None = None
         self._layout_written = False
+
+    def _session(self, step: int) -> Any:
+        """The writer for a generation's `step`: a new event file, purging `step` on, at the
+        first step of this board or at a step it has written before (a rollback)."""
+        if self._writer is None or (self._last_step is not None and step <= self._last_step):
+            from tensorboardX import SummaryWriter
+
+            if self._writer is not None:
+                self._writer.close()
+            # the name's timestamp has whole seconds: two files of one second would be one
+            # (the second truncating the first) and read in no set order
+            suffix = f".{time.time_ns()}.{os.getpid()}"
+            self._writer = SummaryWriter(str(self.logdir), flush_secs=30, purge_step=step,
+                                         filename_suffix=suffix)
+            self._layout_written = False
+        self._last_step = step
+        return self._writer
 
     def generation(self, summary: GenerationSummary) -> None:
         """Scalars of one finished generation, for the run and for every cell."""
         step = summary.generation + 1
-        w = self._writer
+        w = self._session(step)
         w.add_scalar("run/seconds", summary.seconds, step)
         if summary.evaluated:
             w.add_scalar("run/best_cell", summary.best_cell, step)
@@ -77,14 +101,17 @@ class Board:
         """PNG figures as images, tagged `figures/<file stem>`."""
         import matplotlib.image
 
+        writer = self._writer or self._session(step)  # after its generation's scalars
         for path in paths:
             pixels = np.asarray(matplotlib.image.imread(path))[..., :3]  # drop alpha
-            self._writer.add_image(f"figures/{path.stem}", pixels, step, dataformats="HWC")
+            writer.add_image(f"figures/{path.stem}", pixels, step, dataformats="HWC")
 
     def flush(self) -> None:
         """Write pending events to disk."""
-        self._writer.flush()
+        if self._writer is not None:
+            self._writer.flush()
 
     def close(self) -> None:
         """Flush and close the event file."""
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()

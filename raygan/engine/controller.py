@@ -8,6 +8,7 @@ stays cheap as grids grow.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ class Controller:
         self.history: list[dict[str, Any]] = []  # one row per cell per generation
         self.summaries: list[dict[str, Any]] = []
         self.best_cell = 0
+        # cells whose centre was non-finite after the last generation -> which networks; not
+        # checkpointed, so a resumed process says again which cells are broken
+        self.broken: dict[int, list[str]] = {}
 
     def route(self, handles: Sequence[Any]) -> list[list[Any]]:
         """Each cell's neighbours' handles, in neighbourhood order (self excluded)."""
@@ -88,7 +92,10 @@ class Controller:
         else:  # synchronous rounds, every cell reloading its neighbours before each
             reports = self.pool.run_rounds(gen, self.exchange_every, self.route)
         self.generation += 1
-        due = self.generation % self.config.metrics.every == 0 or self.done
+        self._track_nonfinite(gen, reports)
+        # a best cell that broke is re-ranked at once, not left best until the next evaluation
+        rerank = self.best_cell in self.broken and len(self.broken) < self.pool.size
+        due = self.generation % self.config.metrics.every == 0 or self.done or rerank
         scores: dict[str, float] = {}
         evaluation: list[Scored] = []
         if due:
@@ -96,6 +103,8 @@ class Controller:
             for report, scored in zip(reports, evaluation):
                 report.scores = dict(scored.scores)
             scores = dict(evaluation[self.best_cell].scores)
+            if self.best_cell in self.broken:  # every cell is: there is no best mixture
+                scores = {key: math.nan for key in scores}
         summary = GenerationSummary(
             gen, time.perf_counter() - start, due, self.best_cell, scores, reports, evaluation
         )
@@ -120,11 +129,36 @@ class Controller:
         per_cell = self.pool.evaluate(inputs, self.config.eval_samples, seed)
         key = self.config.rank_by
         sign = 1.0 if lower_is_better(key) else -1.0
+        # a non-finite cell ranks after every finite one, whatever its mixture scores
         self.best_cell = min(
             range(len(per_cell)),
-            key=lambda i: (_nan_last(sign * per_cell[i].scores.get(key, math.nan)), i),
+            key=lambda i: (i in self.broken,
+                           _nan_last(sign * per_cell[i].scores.get(key, math.nan)), i),
         )
         return per_cell
+
+    def _track_nonfinite(self, gen: int, reports: Sequence[CellReport]) -> None:
+        """Update `broken` from the reports and say on stderr, once per event, which cell
+        went non-finite (or finite again) and what raygan did about it."""
+        was, n = self.broken, len(reports)
+        self.broken = {r.cell: list(r.broken) for r in reports if r.broken}
+        at = f"at generation {gen + 1}"
+        for r in reports:
+            if r.reseeded or (r.broken and r.cell not in was):
+                sides = [s for s in ("G", "D") if s in r.reseeded or s in r.broken]
+                did = [f"re-seeded its {s} from cell {r.reseeded[s]}"
+                       for s in sides if s in r.reseeded]
+                if r.broken:  # a finite G still feeds mixtures
+                    left_out = "ranking and mixtures" if "G" in r.broken else "ranking"
+                    did.append(f"no finite neighbour to re-seed its {' and '.join(r.broken)} "
+                               f"from: excluded from {left_out}")
+                _warn(f"cell {r.cell} went non-finite {at} ({' and '.join(sides)} parameters); "
+                      + "; ".join(did))
+            elif r.cell in was and not r.broken:
+                _warn(f"cell {r.cell} is finite again {at}; back in ranking and mixtures")
+        if len(self.broken) == n and len(was) < n:
+            _warn(f"every cell is non-finite {at}: no mixture ranks best and the run's scores "
+                  "are NaN until a cell is finite again")
 
     def state_dict(self) -> dict[str, Any]:
         """Controller state for checkpoints (the cells' states are saved by the pool)."""
@@ -141,6 +175,10 @@ class Controller:
         self.history = list(state["history"])
         self.summaries = list(state["summaries"])
         self.best_cell = int(state["best_cell"])
+
+
+def _warn(message: str) -> None:
+    print(f"raygan: {message}", file=sys.stderr, flush=True)
 
 
 def _nan_last(value: float) -> float:

@@ -2,9 +2,10 @@
 
 Rows are the controller's records (`CellReport.to_dict`). Columns keep their report names
 (`generation`, `cell`, `g_lr`, `d_lr`, `g_loss`, `g_fitness`, `d_fitness`, `g_replaced`,
-`d_replaced`, `g_parent`, `d_parent`, `mixture_weights`, ...); the per-cell scores become one
-column each, `score/<name>`, null in generations that were not evaluated. Needs pyarrow only,
-so the table can be written and read without Ray.
+`d_replaced`, `g_parent`, `d_parent`, `mixture_weights`, ..., `broken` and `reseeded`: which
+centres went non-finite and what replaced them); the per-cell scores become one column each,
+`score/<name>`, null in generations that were not evaluated. Needs pyarrow only, so the table
+can be written and read without Ray.
 """
 
 from __future__ import annotations

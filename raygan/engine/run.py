@@ -140,7 +140,7 @@ def train(
             f"{out} already holds a run; resume it with `raygan resume {out}` or choose another "
             "output directory (--out)"
         )
-    check_inputs(config)
+    check_inputs(config, cells_here=config.resources.backend == "local")
     run = Run(config, pool_factory(config), out)
     try:
         if resume:

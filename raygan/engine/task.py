@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raygan.config import RunConfig
+from raygan.config import ConfigError, RunConfig
 from raygan.core.cell import Cell, resolve_device
 from raygan.core.grid import Grid
 from raygan.core.task import CellTask
@@ -25,13 +25,28 @@ def grid_of(config: RunConfig) -> Grid:
     return Grid(g.rows, g.cols, g.neighbourhood, g.radius)
 
 
-def check_inputs(config: RunConfig) -> None:
-    """Files the run needs that the config can only name, checked before anything trains.
+def check_inputs(config: RunConfig, cells_here: bool = True) -> None:
+    """What the run needs that the config can only name, checked before anything trains: files,
+    and a CUDA device where `training.device` asks for one.
+
+    Args:
+        config: the run configuration.
+        cells_here: the cells run in this process (a plain run's local pool); else in Ray
+            workers (Tune trials, backend ray), which see a GPU only if they reserve one.
 
     Raises:
         FileNotFoundError: one line naming the file and what to download (a missing data set
             or weights file), found in the driver before any cell or Tune trial starts.
+        ConfigError: `training.device` 'cuda' where no cell can see a GPU.
     """
+    if config.training.device == "cuda":
+        if cells_here:
+            resolve_device("cuda")
+        elif config.resources.gpus_per_cell <= 0:
+            raise ConfigError(
+                "training.device: 'cuda' needs resources.gpus_per_cell > 0 here: Ray workers "
+                "(Tune trials, backend ray) see only the GPUs they reserve"
+            )
     if "fid_inception" in (*config.metric_names, config.mixture_objective):
         from raygan.metrics.image import check_inception_weights
 
@@ -76,8 +91,16 @@ def build_cell(
     dev = resolve_device(config.training.device) if device is None else torch.device(device)
     context = context if context is not None else metric_context(config, dataset, str(dev))
     names = config.metric_names
+    shard = cell_shard(dataset, config.data, grid.size, index)
+    batch = config.training.batch_size
+    if batch > len(shard):  # a generation would be one short batch
+        raise ConfigError(
+            f"training.batch_size: {batch} is larger than the {len(shard)} samples cell {index} "
+            f"trains on ({len(dataset.samples)} in {config.data.name!r}, data.sharding "
+            f"{config.data.sharding!r} over {grid.size} cells); use at most {len(shard)}"
+        )
     task = CellTask(
-        data=cell_shard(dataset, config.data, grid.size, index),
+        data=shard,
         mixture_score=objective_fn(context, config.mixture_objective),
         evaluate=lambda samples: evaluate(context, samples, names),
     )

@@ -23,7 +23,9 @@ def toy_metrics(samples: Tensor, modes: np.ndarray, std: float) -> dict[str, flo
     """Modes covered, high-quality fraction, reverse KL and mode TVD of a sample set.
 
     A sample is high quality if it lies within 3 standard deviations of its nearest mode; a
-    mode is covered if it is the nearest mode of at least one high-quality sample.
+    mode is covered if it is the nearest mode of at least one high-quality sample. A NaN or
+    infinite sample is near no mode: samples that are all non-finite score the worst on every
+    metric (no mode, hq_fraction 0, reverse_kl log K, mode_tvd 1, coverage_score 1).
 
     Returns:
         modes_covered: number of covered modes.
@@ -42,7 +44,8 @@ def toy_metrics(samples: Tensor, modes: np.ndarray, std: float) -> dict[str, flo
     if n == 0:
         raise ValueError("toy metrics need at least one sample")
     idx, dist = nearest_modes(samples, modes)
-    hq = dist <= 3.0 * std
+    # a non-finite sample is never high quality, not even against an infinite radius
+    hq = np.isfinite(dist) & (dist <= 3.0 * std)
     hist = np.bincount(idx[hq], minlength=k).astype(np.float64)
     covered = int((hist > 0).sum())
     if hist.sum() > 0:

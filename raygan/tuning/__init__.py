@@ -7,7 +7,10 @@
   trial config (`{"raygan": <base config>, "<dotted.key>": value}`) and trial resources;
 * `experiment`: `Tuner`s for `raygan train` / `raygan tune` (schedulers, checkpoints, failure
   handling, progress lines) and `raygan resume`;
-* `results`: offline access (trials, `ResultGrid`, checkpoints, samples of the best mixture);
+* `results`: offline access (trials, `ResultGrid`, checkpoints, samples of the best mixture),
+  reading the folder as plain files only (nothing in it is unpickled);
+* `restore`: Tune's objects rebuilt from those plain files in this process (for
+  `ResultGrid` and `raygan resume`, which never lets Tune unpickle the folder);
 * `report`: the trials table and the static HTML page of `raygan report`;
 * `lineage`, `evolution`: the tables and figures of a grid's evolution in that page (learning
   rates, losses, genealogy, mixture weights, the ranking metric and its floor).

@@ -4,11 +4,13 @@ the ranking metric against its real-data floor.
 Pure functions from a trial's population history (`history.parquet` as a DataFrame) and its
 grid shape to matplotlib figures; no Ray. `evolution_panels` gives them all, each with a
 caption saying how to read it, or a sentence saying why it is left out (no evaluation yet, no
-mixture, a history without the columns).
+mixture, a history without the columns). A trial that PBT/PB2 exploited holds its donor's
+history up to the donor's checkpoint: every figure over the generations marks where it ends.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from raygan.metrics.catalog import lower_is_better  # noqa: E402
 from raygan.tuning.lineage import (  # noqa: E402
+    Exploit,
     MetricCurves,
     Side,
     cell_label,
@@ -60,6 +63,33 @@ def cell_colour(cell: int, cells: int) -> Any:
     return plt.get_cmap("turbo")(cell / max(cells - 1, 1))
 
 
+def handover_label(exploit: Exploit, own: bool) -> str:
+    """The words at a donor boundary: `exploit` handed over the history left of it; `own`
+    when the trial it went to is the one whose history is drawn."""
+    who = "" if own else f"{exploit.trial} "
+    return f"{who}exploited from {exploit.donor} at generation {exploit.donor_generation}"
+
+
+def _mark_inherited(ax: Any, inherited: Sequence[Exploit]) -> None:
+    """Shade the generations the trial inherited, and a dashed line with its label after the
+    last generation each donor ran (latest exploit first, as `lineage.inherited` gives)."""
+    if not inherited:
+        return
+    left, right = ax.get_xlim()
+    ax.axvspan(left, inherited[0].donor_generation + 0.5, color="0.5", alpha=0.1, linewidth=0)
+    for i, exploit in enumerate(inherited):
+        x = exploit.donor_generation + 0.5  # step g was the donor's, g + 1 the trial's own
+        ax.axvline(x, color="0.2", linestyle="--", linewidth=0.9)
+        # beside the line, on the side with more room; older hops lower, so labels never meet
+        towards = -1 if x > (left + right) / 2 else 1
+        ax.annotate(handover_label(exploit, i == 0), (x, 0.97 - 0.14 * i),
+                    xycoords=ax.get_xaxis_transform(), xytext=(3 * towards, 0),
+                    textcoords="offset points", ha="right" if towards < 0 else "left",
+                    va="top", fontsize=6, color="0.2", annotation_clip=False, clip_on=True,
+                    bbox={"facecolor": "white", "alpha": 0.75, "linewidth": 0, "pad": 1})
+    ax.set_xlim(left, right)
+
+
 def _cell_axis(ax: Any, cells: list[int], cols: int) -> None:
     ax.set_yticks(cells)
     ax.set_yticklabels([cell_label(c, cols) for c in cells], fontsize=7)
@@ -67,7 +97,7 @@ def _cell_axis(ax: Any, cells: list[int], cols: int) -> None:
     ax.set_ylabel("cell (row,col)")
 
 
-def learning_rate_figure(history: pd.DataFrame) -> Figure:
+def learning_rate_figure(history: pd.DataFrame, inherited: Sequence[Exploit] = ()) -> Figure:
     """Each cell's G and D learning rate per step (log scale); rings mark mutations."""
     rows = latest_rows(history)
     cells = sorted(int(c) for c in rows["cell"].unique())
@@ -86,13 +116,14 @@ def learning_rate_figure(history: pd.DataFrame) -> Figure:
         ax.set_title(f"{name} learning rate", fontsize=9)
         ax.set_xlabel("generation")
         ax.grid(alpha=0.3, which="both")
+        _mark_inherited(ax, inherited)
     if len(cells) <= 16:
         axes[1].legend(fontsize=6, ncol=2 if len(cells) > 8 else 1, loc="best")
     fig.tight_layout()
     return fig
 
 
-def loss_share_figure(history: pd.DataFrame) -> Figure:
+def loss_share_figure(history: pd.DataFrame, inherited: Sequence[Exploit] = ()) -> Figure:
     """Stacked shares of the G steps taken with each loss per step (all cells)."""
     shares = loss_shares(history)
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -103,12 +134,14 @@ def loss_share_figure(history: pd.DataFrame) -> Figure:
     ax.set_xlim(shares.index.min() - 0.5, shares.index.max() + 0.5)
     ax.set_xlabel("generation")
     ax.set_ylabel("share of G steps")
+    _mark_inherited(ax, inherited)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
 
 
-def genealogy_figure(history: pd.DataFrame, cols: int) -> Figure:
+def genealogy_figure(history: pd.DataFrame, cols: int,
+                     inherited: Sequence[Exploit] = ()) -> Figure:
     """Lineages of the G and D centres over the grid: steps across, cells down.
 
     Every centre is a dot at (step, cell), coloured by its founder (the cell whose initial
@@ -148,6 +181,7 @@ def genealogy_figure(history: pd.DataFrame, cols: int) -> Figure:
                    linewidths=0.7, zorder=4, label="lr mutated")
         _cell_axis(ax, cells, cols)
         ax.set_xlim(-0.5, found.index.max() + 0.5)
+        _mark_inherited(ax, inherited)
         alive = found.iloc[-1].value_counts()
         lines = ", ".join(f"{cell_label(int(c), cols)}: {n}" for c, n in alive.items())
         ax.set_title(f"{name} lineages ({len(edges)} replacements; founders of the final "
@@ -159,7 +193,8 @@ def genealogy_figure(history: pd.DataFrame, cols: int) -> Figure:
     return fig
 
 
-def mixture_figure(history: pd.DataFrame, cols: int) -> Figure:
+def mixture_figure(history: pd.DataFrame, cols: int,
+                   inherited: Sequence[Exploit] = ()) -> Figure:
     """Left: each cell's mixture weights at the last step (member cells named in the boxes);
     right: the weight of each cell's own generator over the steps."""
     end = mixture_at_end(history)
@@ -191,6 +226,7 @@ def mixture_figure(history: pd.DataFrame, cols: int) -> Figure:
     right.set_xlabel("generation")
     right.set_ylabel("own generator's weight")
     right.grid(alpha=0.3)
+    _mark_inherited(right, inherited)
     if len(own.columns) <= 16:
         right.legend(fontsize=6, ncol=2 if len(own.columns) > 8 else 1, loc="upper left",
                      bbox_to_anchor=(1.01, 1))
@@ -198,7 +234,7 @@ def mixture_figure(history: pd.DataFrame, cols: int) -> Figure:
     return fig
 
 
-def metric_figure(curves: MetricCurves) -> Figure:
+def metric_figure(curves: MetricCurves, inherited: Sequence[Exploit] = ()) -> Figure:
     """Every cell's metric over the evaluated steps, the best cell's, and the real-data floor."""
     name = curves.name
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -218,6 +254,7 @@ def metric_figure(curves: MetricCurves) -> Figure:
     ax.set_xlabel("generation")
     ax.set_ylabel(f"{name} ({'lower' if lower_is_better(name) else 'higher'} is better)")
     ax.grid(alpha=0.3)
+    _mark_inherited(ax, inherited)
     if len(curves.cells.columns) <= 16:
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
@@ -229,19 +266,36 @@ def _missing(history: pd.DataFrame, *columns: str) -> str | None:
     return f"left out: the history has no column {', '.join(gone)}" if gone else None
 
 
-def evolution_panels(history: pd.DataFrame, cols: int, metric: str) -> list[Panel]:
+def inherited_note(inherited: Sequence[Exploit]) -> str:
+    """How much of the history donors ran (`lineage.inherited`'s chain, latest first)."""
+    first = inherited[0]
+    text = (f"Generations 1-{first.donor_generation} of this history are {first.donor}'s: at "
+            f"its generation {first.generation} this trial was exploited from {first.donor}, "
+            f"restarting from its checkpoint of generation {first.donor_generation} (history "
+            "included) with new knobs. Every figure below shades them, left of the dashed "
+            "line; the generations after it are this trial's own.")
+    for exploit in inherited[1:]:
+        text += (f" Of those, generations 1-{exploit.donor_generation} are {exploit.donor}'s "
+                 f"({exploit.trial} was exploited from it).")
+    return text
+
+
+def evolution_panels(history: pd.DataFrame, cols: int, metric: str,
+                     inherited: Sequence[Exploit] = ()) -> list[Panel]:
     """The evolution section of one trial: every figure with its caption, in report order.
 
     Args:
         history: the trial's population history (`read_history`).
         cols: the grid's columns (cells are labelled with their row and column).
         metric: the ranking metric (`metrics.rank_by`).
+        inherited: the exploits that handed the trial the start of its history, latest first
+            (`raygan.tuning.lineage.inherited`); the figures mark where each donor's ends.
     """
     if history.empty:
         return [Panel("Evolution", "no generation recorded yet", None)]
     rule = ", ".join(sorted(str(r) for r in history["rule"].unique())) if (
         "rule" in history) else "?"
-    panels = []
+    panels = [Panel("Inherited history", inherited_note(inherited), None)] if inherited else []
 
     title = "Learning rates"
     gone = _missing(history, "g_lr", "d_lr")
@@ -249,7 +303,7 @@ def evolution_panels(history: pd.DataFrame, cols: int, metric: str) -> list[Pane
         title, "Each line is one cell's centre after each generation (generator left, "
         "discriminator right, log scale). Rings mark a mutated rate; a jump without a ring "
         "is a replacement: the new centre brought its parent cell's rate.",
-        learning_rate_figure(history)))
+        learning_rate_figure(history, inherited)))
 
     title = "Generator losses"
     gone = _missing(history, "g_loss")
@@ -261,7 +315,7 @@ def evolution_panels(history: pd.DataFrame, cols: int, metric: str) -> list[Pane
         panels.append(Panel(
             title, "Share of the generators' gradient steps taken with each loss in each "
             "generation, over all cells (each column sums to 1): a widening band is a loss "
-            "that selection and mutation favour." + only, loss_share_figure(history)))
+            "that selection and mutation favour." + only, loss_share_figure(history, inherited)))
 
     title = "Genealogy"
     gone = _missing(history, "g_parent", "d_parent", "g_replaced", "d_replaced")
@@ -279,7 +333,7 @@ def evolution_panels(history: pd.DataFrame, cols: int, metric: str) -> list[Pane
             "spreading over the rows is a lineage taking over the grid."
             + (f" Rule {rule} replaced no centre: every cell kept its own lineage."
                if none else ""),
-            genealogy_figure(history, cols)))
+            genealogy_figure(history, cols, inherited)))
 
     title = "Mixture weights"
     gone = _missing(history, "mixture_members", "mixture_weights")
@@ -291,7 +345,7 @@ def evolution_panels(history: pd.DataFrame, cols: int, metric: str) -> list[Pane
             "first, then its neighbours (the number in a box is the member's cell, below it "
             "the weight). Right: the weight of the cell's own generator over the generations; "
             "the dashed line is the uniform mixture it starts from.",
-            mixture_figure(history, cols)))
+            mixture_figure(history, cols, inherited)))
 
     title = f"Ranking metric ({metric})"
     curves = metric_curves(history, metric)
@@ -304,5 +358,5 @@ def evolution_panels(history: pd.DataFrame, cols: int, metric: str) -> list[Pane
                  else f"{metric} has no real-data floor")
         panels.append(Panel(
             title, f"Each cell's mixture scored at every evaluation (thin lines), the best "
-            f"cell's (black); {floor}.", metric_figure(curves)))
+            f"cell's (black); {floor}.", metric_figure(curves, inherited)))
     return panels

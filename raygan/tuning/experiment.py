@@ -23,6 +23,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from raygan.config import ConfigError, RunConfig
 from raygan.engine.task import check_inputs
+from raygan.errors import StorageError, storage_problem
 from raygan.metrics.catalog import best_scores, format_scores
 from raygan.tuning.section import SearchDomain, clamp_to_space, perturbation_bounds
 from raygan.tuning.trainable import (
@@ -49,9 +50,15 @@ def experiment_path(storage_path: str, name: str) -> str:
     return f"{storage_location(storage_path).rstrip('/')}/{name}"
 
 
-def start_ray() -> None:
-    """Join the cluster (`RAY_ADDRESS`, or the last `ray start` here) or start a local one."""
-    from raygan.distributed.pool import ensure_ray
+def start_ray(
+    config: RunConfig | None = None, *, sweep: bool = False, force: bool = False
+) -> None:
+    """Join the cluster (`RAY_ADDRESS`, or the last `ray start` here) or start a local one.
+
+    With `config`, refuse trials the cluster cannot place or this machine cannot hold
+    (`raygan.distributed.session.check_trials`; `force`: see there).
+    """
+    from raygan.distributed.session import check_trials, ensure_ray, trial_cpus
 
     # Tune's status tables and banners stay off (ProgressCallback prints one line per
     # generation); an explicit RAY_AIR_NEW_OUTPUT from the user wins
@@ -65,9 +72,34 @@ def start_ray() -> None:
         from ray.tune.utils.util import warn_if_slow
 
         warn_if_slow.DEFAULT_THRESHOLD = 5.0
-    ensure_ray(logging_level=logging.WARNING)
+    ensure_ray(logging_level=logging.WARNING,
+               cpus=trial_cpus(config) if config is not None and force else 0.0)
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _StorageFailureFilter) for f in log.filters):
+            log.addFilter(_StorageFailureFilter())
     # a restarted trial's result.json may not have reached storage yet; Tune warns, then writes it
     logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
+    if config is not None:
+        check_trials(config, sweep=sweep, force=force)
+
+
+def storage_failure(error: BaseException | None) -> str | None:
+    """One line when a trial failed because its storage is full, read-only or forbidden
+    (`raygan.errors.storage_problem` of the error or of the trial error it wraps), else None."""
+    cause = getattr(error, "cause", None) or error
+    return None if cause is None else storage_problem(cause)
+
+
+class _StorageFailureFilter(logging.Filter):
+    """Drops Tune's traceback of a trial that stopped for lack of room (the CLI says it in one
+    line) and its closing "Trials did not complete" (the trials table says which)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and storage_failure(exc) is not None:
+            return False
+        return not str(record.msg).startswith("Trials did not complete")
 
 
 class _DeletedCheckpointFilter(logging.Filter):
@@ -152,6 +184,16 @@ def make_scheduler(config: RunConfig) -> TrialScheduler:
     )
 
 
+def _failed_for_storage(trial: Trial) -> bool:
+    """Whether a trial's last failure, as its `error.txt` records it, was a `StorageError`."""
+    try:
+        text = Path(trial.error_file).read_text(errors="replace") if trial.error_file else ""
+    except OSError:
+        return False
+    last = text.rsplit("Failure # ", 1)[-1]
+    return f"{StorageError.__module__}.{StorageError.__name__}" in last
+
+
 def _trial_name(trial: Trial) -> str:
     return f"trial_{trial.trial_id}"
 
@@ -181,7 +223,9 @@ class ProgressCallback(Callback):
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        """Say where the traceback is."""
+        """Say where the traceback is (a storage failure is said once, by the CLI)."""
+        if _failed_for_storage(trial):
+            return
         print(
             f"raygan: {trial.trial_id} failed (attempt {trial.run_metadata.num_failures}); see "
             f"{trial.path}/error.txt",
@@ -258,8 +302,11 @@ def run_experiment(
     name: str | None = None,
     quiet: bool = False,
     callbacks: list[Callback] | None = None,
+    force: bool = False,
 ) -> tuple[str, ResultGrid]:
     """Run a new experiment (see `build_tuner` for the arguments); returns its path and results.
+
+    `force` runs trials that raygan estimates this machine or cluster cannot hold (`start_ray`).
 
     Raises:
         FileExistsError: when the experiment directory already holds an experiment.
@@ -271,32 +318,57 @@ def run_experiment(
             f"{path} already holds an experiment; continue it with `raygan resume {path}`, "
             "or choose another --name or --storage"
         )
-    check_inputs(with_absolute_paths(config, os.getcwd()))
-    start_ray()
+    check_inputs(with_absolute_paths(config, os.getcwd()), cells_here=False)
+    start_ray(config, sweep=sweep, force=force)
     tuner = build_tuner(
         config, sweep=sweep, storage_path=storage, name=name, quiet=quiet, callbacks=callbacks
     )
+    if not is_uri(path):  # what `resume_experiment` rebuilds the Tuner from
+        from raygan.tuning.restore import write_settings
+
+        write_settings(path, config, sweep, quiet)
     return path, tuner.fit()
 
 
 def resume_experiment(path: str) -> ResultGrid:
     """Continue an interrupted experiment: unfinished and errored trials from their checkpoints.
 
+    Nothing of the folder is unpickled (it may come from anyone): the Tuner is built afresh
+    from the config the experiment recorded (`raygan.tuning.restore.SETTINGS_FILE`), and the
+    state Tune resumes from is rewritten from its plain JSON before Tune reads it
+    (`raygan.tuning.restore.prepare_resume`).
+
     Raises:
-        FileNotFoundError: when `path` holds no Tune experiment.
+        FileNotFoundError: when `path` holds no Tune experiment, or is remote.
+        FileExistsError: when the folder holds a pickle Tune would load that raygan never
+            writes.
+        CheckpointError: when its experiment state is damaged or not this experiment's.
     """
-    path = storage_location(path)
-    if not tune.Tuner.can_restore(path):
+    from raygan.tuning.restore import (
+        mark_restored,
+        prepare_resume,
+        read_settings,
+        refuse_foreign_pickles,
+    )
+    from raygan.tuning.results import read_experiment_state, require_experiment
+
+    if is_uri(path):
         raise FileNotFoundError(
-            f"{path} is not a Tune experiment (no experiment_state-*.json); pass the directory "
-            "`raygan train` or `raygan tune` printed (<storage_path>/<name>)"
+            f"{path}: resuming a remote experiment is not supported; copy it down first (e.g. "
+            "`aws s3 sync`) and resume the copy"
         )
+    folder = require_experiment(path)
+    state = read_experiment_state(folder)
+    config, sweep, quiet = read_settings(folder, state)
+    refuse_foreign_pickles(folder, state)
     start_ray()
     controller_log = logging.getLogger("ray.tune.execution.tune_controller")
     if not any(isinstance(f, _DeletedCheckpointFilter) for f in controller_log.filters):
         controller_log.addFilter(_DeletedCheckpointFilter())
-    tuner = tune.Tuner.restore(
-        path, CoevolutionTrainable, resume_unfinished=True, resume_errored=True
+    tuner = build_tuner(  # writes tuner.pkl anew, from this process's objects
+        config, sweep=sweep, storage_path=str(folder.parent), name=folder.name, quiet=quiet
     )
+    prepare_resume(folder, state, tuner, config.tune.max_concurrent_trials or 0)
+    mark_restored(tuner)
     return tuner.fit()
 

@@ -1,15 +1,19 @@
-"""Tables of a grid's evolution, read from its population history (`history.parquet`).
+"""Tables of a grid's evolution, read from its population history (`history.parquet`), and
+which trials ran which part of that history (PBT/PB2 exploits, from `pbt_global.txt`).
 
-Pure pandas, no plotting and no Ray: the figures of `raygan.tuning.evolution` draw these, and
-tests check them against histories with planted replacements. Generations are counted as
-completed generations (the history's 0-based `generation` + 1, as in Tune's results and the
-report's curves), so step 0 is the initial population.
+Pure pandas and JSON, no plotting and no Ray: the figures of `raygan.tuning.evolution` draw
+these, and tests check them against histories with planted replacements. Generations are
+counted as completed generations (the history's 0-based `generation` + 1, as in Tune's results
+and the report's curves), so step 0 is the initial population.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
@@ -18,6 +22,9 @@ from raygan.engine.history import SCORE_PREFIX
 from raygan.metrics.catalog import floor_name, lower_is_better
 
 Side = Literal["g", "d"]
+
+EXPLOIT_LOG = "pbt_global.txt"  # Tune's name; written by `raygan.tuning.schedulers`
+_TAG_INDEX = re.compile(r"^(\d+)(?:_|$)")  # Tune's experiment tags start with the trial's index
 
 
 @dataclass(frozen=True)
@@ -163,3 +170,91 @@ def metric_curves(history: pd.DataFrame, name: str) -> MetricCurves | None:
         levels = rows[floor_column].dropna()
         floor = float(levels.iloc[-1]) if len(levels) else None
     return MetricCurves(name, cells, best, floor)
+
+
+@dataclass(frozen=True)
+class Exploit:
+    """One PBT/PB2 exploit: a trial restarted from a donor's checkpoint with perturbed knobs.
+
+    The trial's history is replaced by the donor's up to the checkpoint (`history.parquet`
+    travels in it); its own rows follow.
+
+    Attributes:
+        trial: the exploited trial's id.
+        donor: the id of the trial it was cloned from.
+        generation: the trial's generation when it was exploited.
+        donor_generation: the generation of the donor's checkpoint, where the trial restarted.
+        knobs: the trial's knobs (searched keys) after the exploit.
+        donor_knobs: the donor's knobs, which the trial's were perturbed from.
+    """
+
+    trial: str
+    donor: str
+    generation: int
+    donor_generation: int
+    knobs: dict[str, Any]
+    donor_knobs: dict[str, Any]
+
+
+def _trial_id(name: str, trial_ids: list[str]) -> str:
+    """A logged trial name as a trial id: raygan logs ids; older logs hold Tune's experiment
+    tags (`3_seed=3,...`), whose index is the last five digits of the trial's id."""
+    match = _TAG_INDEX.match(name)
+    if name in trial_ids or match is None:
+        return name
+    ids = [t for t in trial_ids if t.endswith(f"_{int(match.group(1)):05d}")]
+    return ids[0] if len(ids) == 1 else name
+
+
+def read_exploits(experiment: str | Path, trial_ids: Iterable[str] = ()) -> list[Exploit]:
+    """The experiment's exploits in the order they happened (empty when it made none).
+
+    Args:
+        experiment: the experiment directory (holding `pbt_global.txt`).
+        trial_ids: the experiment's trials, to name trials of an older log by id.
+
+    Raises:
+        CheckpointError: naming the line, when one is not an exploit record.
+    """
+    path = Path(experiment) / EXPLOIT_LOG
+    if not path.is_file():
+        return []
+    ids = list(trial_ids)
+    exploits = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            trial, donor, generation, donor_generation, donor_config, config = json.loads(line)
+            exploits.append(Exploit(
+                _trial_id(str(trial), ids), _trial_id(str(donor), ids), int(generation),
+                int(donor_generation), _knobs(config), _knobs(donor_config)))
+        except (ValueError, TypeError, AttributeError) as exc:
+            from raygan.engine.checkpoint import CheckpointError  # torch: only on a bad line
+
+            raise CheckpointError(f"{path}:{number}: not an exploit record (trial, donor, "
+                                  f"their generations and configs): {exc}") from None
+    return exploits
+
+
+def _knobs(config: Mapping[str, Any]) -> dict[str, Any]:
+    # a trial's Tune config is the searched knobs (values) and the base run config (a mapping)
+    return {k: v for k, v in config.items() if not isinstance(v, Mapping)}
+
+
+def inherited(exploits: list[Exploit], trial: str) -> list[Exploit]:
+    """The exploits that handed `trial` the start of its current history, latest first.
+
+    The first is the trial's last exploit: its history up to `donor_generation` is the
+    donor's. That part may itself begin with the history the donor inherited, the exploit
+    of the donor before it, and so on back to the trial that ran generation 1.
+    """
+    chain: list[Exploit] = []
+    current = trial
+    for exploit in reversed(exploits):
+        if exploit.trial == current and (
+            not chain or exploit.donor_generation <= chain[-1].donor_generation
+        ):
+            chain.append(exploit)
+            current = exploit.donor
+    return chain

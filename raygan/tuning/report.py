@@ -13,13 +13,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from raygan.atomic import atomic_write_text
 from raygan.metrics.catalog import BEST_PREFIX, FLOOR_SUFFIX, floor_name
+from raygan.tuning.lineage import Exploit, inherited, read_exploits
 from raygan.tuning.results import TrialRecord, best_trial, load_trials, require_experiment
 
 REPORT_FILE = "report.html"
@@ -70,26 +71,26 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def exploit_records(experiment: Path) -> list[dict[str, Any]]:
-    """PBT/PB2 exploit steps from `pbt_global.txt` (empty if the sweep made none).
+_KNOB_COLUMNS = 8  # beyond, the knobs share one cell, a line each: columns would not fit
 
-    Each: target and cloned trial tags, their Tune iterations (generations run) when Tune
-    logged the step, and the target's knobs after it.
-    """
-    path = experiment / "pbt_global.txt"
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        target, clone, target_iter, clone_iter, _old, new = json.loads(line)
-        knobs = {k: v for k, v in new.items() if k != "raygan"}
-        records.append(
-            {"target": target, "clone": clone, "target_iteration": target_iter,
-             "clone_iteration": clone_iter, "new_knobs": knobs}
-        )
-    return records
+
+def exploit_rows(exploits: list[Exploit]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the exploits table: one row per exploit, with the exploited trial's
+    knobs after it (`new ← donor's` where the exploit perturbed the donor's value), a column
+    each, or one cell of `knob: value` lines when there are more than `_KNOB_COLUMNS`."""
+    keys = sorted({k for e in exploits for k in e.knobs})
+    columns = len(keys) <= _KNOB_COLUMNS
+    header = ["generation", "trial", "restarted from", *(keys if columns else ["knobs after"])]
+    rows = []
+    for e in exploits:
+        knobs = []
+        for key in keys:
+            new, old = _fmt(e.knobs.get(key, "")), _fmt(e.donor_knobs.get(key, ""))
+            knobs.append(new if new == old else f"{new}\u00a0← {old}")  # breaks after ←
+        if not columns:
+            knobs = ["\n".join(f"{key}: {value}" for key, value in zip(keys, knobs))]
+        rows.append([str(e.generation), e.trial, f"{e.donor} at {e.donor_generation}", *knobs])
+    return header, rows
 
 
 def _png(fig: Any) -> str:
@@ -151,13 +152,20 @@ def curve_figures(trials: list[TrialRecord]) -> list[tuple[str, str]]:
     return figures
 
 
+def _breakable(text: str, after: str) -> str:
+    """`text` escaped for HTML, free to wrap after any of the characters in `after`."""
+    return re.sub(f"([{re.escape(after)}])", r"\1<wbr>", html.escape(text))
+
+
 def _table_html(header: list[str], rows: list[list[str]], link_first: bool = False) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    # so that many knobs fit the page: a dotted knob name may wrap after its dots and
+    # underscores, a value (a genome: blocks joined by + and /) after its separators
+    head = "".join(f"<th>{_breakable(h, '._')}</th>" for h in header)
     body = []
     for row in rows:
-        cells = [html.escape(c) for c in row]
+        cells = [_breakable(c, "/+,=") for c in row]
         if link_first:
-            cells[0] = f'<a href="#{cells[0]}">{cells[0]}</a>'
+            cells[0] = f'<a href="#{html.escape(row[0])}">{cells[0]}</a>'
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
@@ -165,7 +173,8 @@ def _table_html(header: list[str], rows: list[list[str]], link_first: bool = Fal
 _STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:1200px}"
     "table{border-collapse:collapse;margin:1em 0}"
-    "td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%;text-align:left}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;font-size:90%;text-align:left}"
+    "td{white-space:pre-line}"  # a cell's lines (the knobs of an exploit)
     "img{max-width:560px;margin:4px;vertical-align:top}"
     ".best{background:#eef8ee}"
     "figure{margin:1em 0}figure img{max-width:100%}"
@@ -173,9 +182,10 @@ _STYLE = (
 )
 
 
-def evolution_html(trial: TrialRecord) -> str:
+def evolution_html(trial: TrialRecord, donors: list[Exploit] | None = None) -> str:
     """The trial's evolution section, drawn from its `history.parquet` (see
-    `raygan.tuning.evolution`): every figure with its caption, or why it is left out."""
+    `raygan.tuning.evolution`): every figure with its caption, or why it is left out; where
+    donors' history ends when exploits handed the trial its start (`lineage.inherited`)."""
     from raygan.engine.history import HISTORY_FILE, read_history
     from raygan.tuning.evolution import evolution_panels  # matplotlib only when rendering
 
@@ -183,7 +193,8 @@ def evolution_html(trial: TrialRecord) -> str:
     path = trial.path / HISTORY_FILE
     if not path.is_file():
         return head + f"<p>no {HISTORY_FILE} yet (written with every checkpoint)</p>"
-    panels = evolution_panels(read_history(path), trial.config.grid.cols, trial.config.rank_by)
+    panels = evolution_panels(read_history(path), trial.config.grid.cols, trial.config.rank_by,
+                              donors or [])
     parts = [head]
     for panel in panels:
         caption = f"<b>{html.escape(panel.title)}.</b> {html.escape(panel.caption)}"
@@ -212,17 +223,13 @@ def render_html(experiment: Path, trials: list[TrialRecord]) -> str:
         "<h2>Metric curves</h2>",
         "".join(_img(data, name) for name, data in curve_figures(trials)) or "<p>no results</p>",
     ]
-    exploits = exploit_records(experiment)
+    exploits = read_exploits(experiment, [t.trial_id for t in trials])
     if exploits:
         parts.append(f"<h2>PBT exploits ({len(exploits)})</h2>")
-        parts.append(
-            _table_html(
-                ["iteration", "trial", "copied (at its iteration)", "knobs after"],
-                [[str(e["target_iteration"]), e["target"],
-                  f"{e['clone']} ({e['clone_iteration']})", json.dumps(e["new_knobs"])]
-                 for e in exploits],
-            )
-        )
+        parts.append(_table_html(*exploit_rows(exploits)))
+        parts.append("<p class='note'>At its generation in the first column, a trial restarted "
+                     "from a donor's checkpoint (weights, history and generation count) with "
+                     "the knobs shown: the donor's, or perturbed from it (new ← donor's).</p>")
     from raygan.tuning.evolve_report import evolve_html  # an evolve sweep's steps, if any
 
     parts.append(evolve_html(experiment, trials, _png, _img, _table_html))
@@ -233,18 +240,19 @@ def render_html(experiment: Path, trials: list[TrialRecord]) -> str:
                      + (f"<br>error: {html.escape(trial.error)}" if trial.error else "") + "</p>")
         figures = sorted(p for p in trial.path.glob("*.png") if "_gen" not in p.stem)
         parts.append("".join(_file_img(p) for p in figures) or "<p>no figures yet</p>")
-        parts.append(evolution_html(trial))
+        parts.append(evolution_html(trial, inherited(exploits, trial.trial_id)))
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
 def write_report(path: str | Path, out: str | Path | None = None) -> tuple[Path, str]:
-    """Write the HTML report of the experiment at `path` (default `<path>/report.html`).
+    """Write the HTML report of the experiment (or plain run) at `path` (default
+    `<path>/report.html`).
 
     Returns:
         The HTML file and the plain-text trials table.
     """
-    experiment = require_experiment(path)
+    experiment = require_experiment(path, plain_run=True)
     trials = load_trials(experiment)
     target = Path(out) if out else experiment / REPORT_FILE
     atomic_write_text(target, render_html(experiment, trials))

@@ -1,11 +1,16 @@
 """Read finished (or interrupted) experiments offline: trials, checkpoints, samples.
 
-Nothing here needs a running Ray cluster: Tune's `ExperimentAnalysis` / `ResultGrid` read the
-experiment directory, and sampling rebuilds the best trial's grid in this process.
+Nothing here needs a running Ray cluster, and nothing here unpickles: an experiment folder may
+come from anyone (a shared bucket), and Tune's own readers (`ExperimentAnalysis`, `ResultGrid`
+loaded from disk, `Tuner.restore`) run the `CLOUDPICKLE_FALLBACK` entries of its
+`experiment_state-*.json`. The state file is read here as plain JSON (those entries stay inert
+data), the curves from Tune's `result.json`/`progress.csv`, checkpoints with
+`torch.load(weights_only=True)`; sampling rebuilds the best trial's grid in this process.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -15,10 +20,17 @@ from typing import Any
 import numpy as np
 
 from raygan.config import RunConfig
+from raygan.engine.checkpoint import CheckpointError
 from raygan.engine.run import CHECKPOINT
 from raygan.tuning.trainable import BASE_KEY, run_config_of
 
+STATE_GLOB = "experiment_state-*.json"
+"""Tune's experiment snapshots; the newest (by name) is the one Tune resumes from."""
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one file or folder name, no ..
+_STATUSES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
+RUN_CONFIG = "config.yaml"
+"""A run's resolved config, which `raygan.engine.outputs` writes first."""
 
 
 @dataclass
@@ -60,8 +72,15 @@ class TrialRecord:
         return float(value) if isinstance(value, (int, float)) else math.nan
 
 
-def require_experiment(path: str | Path) -> Path:
-    """`path` as an absolute local directory that holds a Tune experiment.
+def is_plain_run(folder: Path) -> bool:
+    """Whether `folder` holds a run's files (`raygan.engine.outputs`): a plain run's
+    (`raygan train --out`) or one Tune trial's."""
+    return (folder / RUN_CONFIG).is_file() or (folder / CHECKPOINT).is_file()
+
+
+def require_experiment(path: str | Path, plain_run: bool = False) -> Path:
+    """`path` as an absolute local directory that holds a Tune experiment (or, with
+    `plain_run`, a plain run: see `is_plain_run`).
 
     Raises:
         FileNotFoundError: when it does not (with what to pass instead).
@@ -74,47 +93,188 @@ def require_experiment(path: str | Path) -> Path:
     folder = Path(path).expanduser().resolve()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist")
-    if not list(folder.glob("experiment_state-*.json")):
-        raise FileNotFoundError(
-            f"{folder} is not a Tune experiment (no experiment_state-*.json); pass the "
-            "directory `raygan train` or `raygan tune` printed (<storage_path>/<name>)"
-        )
-    return folder
+    if list(folder.glob(STATE_GLOB)) or (plain_run and is_plain_run(folder)):
+        return folder
+    run = f" or a plain run (no {RUN_CONFIG} or {CHECKPOINT})" if plain_run else ""
+    raise FileNotFoundError(
+        f"{folder} is not a Tune experiment (no {STATE_GLOB}){run}; pass the directory "
+        "`raygan train` or `raygan tune` printed (<storage_path>/<name>)"
+        + (" or a plain run's (`raygan train CONFIG --out DIR`)" if run else "")
+    )
 
 
-def load_results(path: str | Path) -> Any:
-    """Tune's `ResultGrid` of the experiment at `path`, read without a cluster."""
-    from ray.tune import ExperimentAnalysis, ResultGrid
+@dataclass
+class TrialState:
+    """What an experiment snapshot says of one trial, as plain JSON values.
 
-    return ResultGrid(ExperimentAnalysis(str(require_experiment(path))))
+    Attributes:
+        trial_id: Tune's trial id.
+        status: one of PENDING, RUNNING, PAUSED, TERMINATED, ERROR.
+        config: the trial's Tune config (`{"raygan": ..., "<dotted.key>": value}`).
+        evaluated_params: the values the searcher drew for it.
+        experiment_tag: Tune's tag (the trial's index and drawn values).
+        logdir: its directory under the experiment (None before it started).
+        last_result: its last result (empty if none).
+        num_failures: how many times it failed.
+        error_file: the text file with its last error, in its directory (or None).
+    """
+
+    trial_id: str
+    status: str
+    config: dict[str, Any]
+    evaluated_params: dict[str, Any]
+    experiment_tag: str
+    logdir: str | None
+    last_result: dict[str, Any]
+    num_failures: int
+    error_file: str | None
+
+
+@dataclass
+class ExperimentState:
+    """The newest `experiment_state-*.json` of an experiment, read as plain JSON.
+
+    Attributes:
+        file: the snapshot read.
+        session: Tune's session string (names the snapshot and the searcher's state).
+        start_time: when the experiment started (seconds since the epoch).
+        trials: its trials, in the snapshot's order.
+    """
+
+    file: Path
+    session: str
+    start_time: float
+    trials: list[TrialState]
+
+
+def _plain_name(value: Any, what: str, where: Path) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _PLAIN_NAME.match(value):
+        raise CheckpointError(f"{where}: {what} {value!r} is not a plain file name")
+    return value
+
+
+def _trial_state(state: dict[str, Any], meta: dict[str, Any], where: Path) -> TrialState:
+    trial_id = _plain_name(state.get("trial_id"), "trial id", where)
+    status, config = state.get("status"), state.get("config")
+    if trial_id is None or status not in _STATUSES or not isinstance(config, dict):
+        raise CheckpointError(f"{where}: a trial without a valid id, status or config")
+    if not isinstance(config.get(BASE_KEY), dict):
+        raise CheckpointError(f"{where}: trial {trial_id} has no {BASE_KEY!r} config; this is "
+                              "not a raygan experiment")
+    last, drawn = meta.get("last_result"), state.get("evaluated_params")
+    failures = meta.get("num_failures", 0)
+    return TrialState(
+        trial_id=trial_id,
+        status=status,
+        config=config,
+        evaluated_params=drawn if isinstance(drawn, dict) else {},
+        experiment_tag=str(state.get("experiment_tag", "")),
+        logdir=_plain_name(state.get("relative_logdir"), "trial directory", where),
+        last_result=dict(last) if isinstance(last, dict) else {},
+        num_failures=failures if isinstance(failures, int) else 0,
+        error_file=_plain_name(meta.get("error_filename"), "error file", where),
+    )
+
+
+def read_experiment_state(folder: Path) -> ExperimentState:
+    """The newest experiment snapshot of `folder`, parsed with plain `json.loads`.
+
+    `CLOUDPICKLE_FALLBACK` entries (Tune's pickled objects: storage contexts, checkpoint
+    managers, name creators) are never decoded; every field used is checked for its type, and
+    file names for being one plain name inside the experiment.
+
+    Raises:
+        FileNotFoundError: when `folder` has no snapshot.
+        CheckpointError: when the snapshot is truncated or not Tune's (one line naming it).
+    """
+    files = sorted(folder.glob(STATE_GLOB))
+    if not files:
+        raise FileNotFoundError(f"{folder} has no {STATE_GLOB}")
+    path = files[-1]
+    try:
+        data = json.loads(path.read_text())
+        runner = data["runner_data"]
+        rows = [(json.loads(state), json.loads(meta)) for state, meta in data["trial_data"]]
+        session, start = runner["_session_str"], float(runner.get("_start_time") or 0.0)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{path} is truncated or not a Tune experiment state ({type(exc).__name__}: {exc})"
+        ) from None
+    session = _plain_name(session, "session", path)
+    if session is None or not all(isinstance(s, dict) and isinstance(m, dict) for s, m in rows):
+        raise CheckpointError(f"{path} is not a Tune experiment state")
+    return ExperimentState(path, session, start, [_trial_state(s, m, path) for s, m in rows])
+
+
+def trial_dir(folder: Path, trial: TrialState) -> Path:
+    """The trial's directory (Tune's default name before the trial started)."""
+    return folder / (trial.logdir or f"trial_{trial.trial_id}")
+
+
+def _curves(path: Path) -> Any:
+    """Every result of a trial as Tune's `trial_dataframes` had it: `result.json` flattened
+    with `/` (or `progress.csv`), an empty frame when neither is there or readable."""
+    import pandas as pd
+
+    try:
+        if (path / "result.json").is_file():
+            text = (path / "result.json").read_text().strip()
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            return pd.json_normalize(rows, sep="/") if rows else pd.DataFrame()
+        if (path / "progress.csv").is_file():
+            return pd.read_csv(path / "progress.csv", dtype={"trial_id": str})
+    except (ValueError, OSError):  # a torn last line after a crash: Tune's reader gave up too
+        pass
+    return pd.DataFrame()
+
+
+def _error_line(path: Path, trial: TrialState) -> str:
+    """The last line of the trial's error text (`error.txt`), or "failed"."""
+    file = path / (trial.error_file or "error.txt")
+    text = file.read_text(errors="replace").strip() if file.is_file() else ""
+    return text.splitlines()[-1] if text else "failed"
 
 
 def load_trials(path: str | Path) -> list[TrialRecord]:
-    """Every trial of the experiment at `path`, in trial-id order."""
-    from ray.tune import ExperimentAnalysis
+    """Every trial of the experiment at `path`, in trial-id order (nothing is unpickled); a
+    plain run's directory (`raygan train --out`) reads as an experiment of one trial."""
+    folder = require_experiment(path, plain_run=True)
+    if not list(folder.glob(STATE_GLOB)):
+        from raygan.tuning.plain_run import plain_run_trial  # it builds on this module
 
-    analysis = ExperimentAnalysis(str(require_experiment(path)))
-    frames = analysis.trial_dataframes
+        return [plain_run_trial(folder)]
+    state = read_experiment_state(folder)
     records = []
-    for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
-        error = None
-        if trial.status == "ERROR":
-            text = str(trial.get_error() or "")
-            error = text.strip().splitlines()[-1] if text.strip() else "failed"
+    for trial in sorted(state.trials, key=lambda t: t.trial_id):
+        where = trial_dir(folder, trial)
         records.append(
             TrialRecord(
                 trial_id=trial.trial_id,
-                path=Path(str(trial.path)),
+                path=where,
                 status=trial.status,
                 config=run_config_of(trial.config),
                 knobs={k: v for k, v in trial.config.items() if k != BASE_KEY},
-                last=dict(trial.last_result or {}),
-                curves=frames.get(trial.trial_id),
-                error=error,
-                failures=int(trial.run_metadata.num_failures),
+                last=trial.last_result,
+                curves=_curves(where),
+                error=_error_line(where, trial) if trial.status == "ERROR" else None,
+                failures=trial.num_failures,
             )
         )
     return records
+
+
+def load_results(path: str | Path) -> Any:
+    """Tune's `ResultGrid` of the experiment at `path`, read without a cluster.
+
+    Built from `read_experiment_state` (see `raygan.tuning.restore.result_grid`), not with
+    Tune's reader, which unpickles the snapshot.
+    """
+    from raygan.tuning.restore import result_grid
+
+    folder = require_experiment(path)
+    return result_grid(folder, read_experiment_state(folder))
 
 
 def best_trial(trials: list[TrialRecord]) -> TrialRecord:
@@ -136,14 +296,21 @@ def rank_key(trial: TrialRecord) -> float:
     return s if trial.config.tune_mode == "min" else -s
 
 
-def latest_checkpoint(trial_dir: str | Path) -> Path | None:
-    """The newest `checkpoint_*/checkpoint.pt` of a trial directory, or None."""
+def checkpoint_dirs(trial_dir: str | Path) -> list[tuple[int, Path]]:
+    """The trial's `checkpoint_*` directories that hold a `checkpoint.pt`, oldest first."""
+    folder = Path(trial_dir)
     found = []
-    for child in Path(trial_dir).iterdir():
+    for child in folder.iterdir() if folder.is_dir() else []:
         match = _CHECKPOINT_DIR.match(child.name)
         if match and (child / CHECKPOINT).is_file():
-            found.append((int(match.group(1)), child / CHECKPOINT))
-    return max(found)[1] if found else None
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_checkpoint(trial_dir: str | Path) -> Path | None:
+    """The newest `checkpoint_*/checkpoint.pt` of a trial directory, or None."""
+    found = checkpoint_dirs(trial_dir)
+    return found[-1][1] / CHECKPOINT if found else None
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -160,7 +327,7 @@ def find_checkpoint(path: str | Path) -> Path:
         raise FileNotFoundError(f"{target} does not exist")
     if (target / CHECKPOINT).is_file():  # a plain run
         return target / CHECKPOINT
-    if list(target.glob("experiment_state-*.json")):
+    if list(target.glob(STATE_GLOB)):
         best = best_trial(load_trials(target))
         found = latest_checkpoint(best.path)
         where = f"{target} (best trial {best.trial_id})"
@@ -180,10 +347,14 @@ def sample_best_mixture(checkpoint: str | Path, n: int, seed: int = 0) -> tuple[
 
     Returns:
         The samples (a CPU tensor) and the run's config.
+
+    Raises:
+        CheckpointError: one line, when no cell is finite, the best cell is not, or its
+            mixture draws non-finite samples: nothing non-finite is ever handed out.
     """
     import torch
 
-    from raygan.engine.checkpoint import load_checkpoint
+    from raygan.engine.checkpoint import CheckpointError, load_checkpoint
     from raygan.engine.controller import Controller
     from raygan.engine.pool import LocalCellPool
 
@@ -195,8 +366,21 @@ def sample_best_mixture(checkpoint: str | Path, n: int, seed: int = 0) -> tuple[
     controller = Controller(config, pool)
     controller.load_state_dict(controller_state)
     best = controller.best_cell
+    broken = {i: cell.nonfinite_networks() for i, cell in enumerate(pool.cells)}
+    if all(broken.values()):
+        raise CheckpointError(f"{checkpoint}: every cell is non-finite (NaN or inf weights); "
+                              "there is no mixture to sample")
+    if broken[best]:
+        raise CheckpointError(
+            f"{checkpoint}: the best cell, {best}, has non-finite {' and '.join(broken[best])} "
+            "weights; refusing to sample it (training on re-seeds it from a finite neighbour "
+            "and re-ranks the cells)")
     inputs = controller.route(pool.publish())[best]
-    return pool.sample(best, inputs, n, seed), config
+    samples = pool.sample(best, inputs, n, seed)
+    if not bool(torch.isfinite(samples).all()):
+        raise CheckpointError(f"{checkpoint}: the best mixture (cell {best}) draws non-finite "
+                              "samples; refusing to write them")
+    return samples, config
 
 
 def write_samples(samples: Any, config: RunConfig, out: str | Path) -> list[Path]:

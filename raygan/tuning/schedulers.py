@@ -1,4 +1,4 @@
-"""Tune's PBT and PB2 schedulers, with an exploit that cannot stop the exploited trial later.
+"""Tune's PBT and PB2 schedulers: exploits that cannot stop or repeat, logged by trial id.
 
 In synchronous mode (`tune.synch`), a trial that reaches the perturbation point before the rest
 is paused with a checkpoint: Tune schedules a save and keeps the trial RUNNING until the save
@@ -19,11 +19,23 @@ each trial's iteration from `trial.last_result`, which for the trial whose resul
 step is still its previous result (Tune updates it after the scheduler returns). In synchronous
 mode that is the last trial to arrive, so the logged iterations depended on the arrival order;
 here they come from the results PBT ranked the trials by (`last_result` of PBT's trial state).
+The log names trials by id, not by Tune's experiment tag: the tag a trial was created with
+names the knobs it was drawn with, which an exploit replaces (the report read `seed=3` for a
+trial on seed 1). Tune's policy replay chains lines by these names, so ids serve it as well.
 
 A third change: a trial's last result (`done`) is not a perturbation point. In synchronous
 mode the last trial to report its final generation would otherwise step trials that have just
 ended, which Tune marks finished only after the scheduler returns, and an exploited one would
 restart from an elite's final checkpoint and train one generation past its budget.
+
+A fourth: a trial is exploited at most once per perturbation point. Tune gives an exploited
+trial its donor's last perturbation time, the time of the donor's checkpoint. In asynchronous
+mode a donor may lag (paused while other trials take their turn, or slower): a trial at
+generation 10 cloned from a donor's checkpoint of generation 6 restarted at 6, was at a
+perturbation point again on reaching 10, and, the donor still at 6, was exploited from the
+same checkpoint again (one trial trained generations 7-10 four times). Here the exploited
+trial's last perturbation time is the point it was exploited at, when that is the later one,
+so its next perturbation is a full interval past it.
 """
 
 from __future__ import annotations
@@ -57,7 +69,12 @@ class _ExploitWithoutStaleStop:
             # a pause-with-checkpoint still saving: PBT pauses it now without one, and the
             # checkpoint it restores from is the clone's
             trial.temporary_state.saving_to = None
+        state = self._trial_state[trial]  # type: ignore[attr-defined]
+        point = state.last_train_time  # the perturbation point this exploit is decided at
         super()._exploit(tune_controller, trial, trial_to_clone)  # type: ignore[misc]
+        # Tune copies the donor's last perturbation time: with a donor's checkpoint older than
+        # `point`, the trial would be at a perturbation point again on re-reaching `point`
+        state.last_perturbation_time = max(state.last_perturbation_time, point)
 
     def _log_config_on_step(
         self,
@@ -72,8 +89,8 @@ class _ExploitWithoutStaleStop:
         trial_path = os.path.join(experiment, f"pbt_policy_{trial.trial_id}.txt")
         clone_path = os.path.join(experiment, f"pbt_policy_{trial_to_clone.trial_id}.txt")
         policy = [
-            trial_state.orig_tag,
-            new_state.orig_tag,
+            trial.trial_id,  # not `orig_tag`: the knobs a trial was drawn with, stale after this
+            trial_to_clone.trial_id,
             (trial_state.last_result or {}).get(TRAINING_ITERATION, 0),
             (new_state.last_result or {}).get(TRAINING_ITERATION, 0),
             trial_to_clone.config,
@@ -89,8 +106,8 @@ class _ExploitWithoutStaleStop:
 
 
 class PopulationBasedTraining(_ExploitWithoutStaleStop, _TunePBT):
-    """Tune's `PopulationBasedTraining` (see the module docstring for the one change)."""
+    """Tune's `PopulationBasedTraining` (see the module docstring for the changes)."""
 
 
 class PB2(_ExploitWithoutStaleStop, _TunePB2):
-    """Tune's `PB2` (see the module docstring for the one change)."""
+    """Tune's `PB2` (see the module docstring for the changes)."""

@@ -31,6 +31,7 @@ from ray import tune
 from ray.train import Checkpoint as StoredCheckpoint  # Tune's checkpoints are these too
 from ray.tune import PlacementGroupFactory
 
+from raygan.atomic import check_free_space
 from raygan.config import RunConfig, config_from_saved
 from raygan.config.schema import NEURALES_FITNESS
 from raygan.distributed.resources import trial_bundles
@@ -109,6 +110,7 @@ class CoevolutionTrainable(tune.Trainable):
         self.run = Run(self.run_config, self.pool, self.out)
         self.controller = self.run.controller
         self._genome_params: tuple[int, int] | None = None
+        self._checkpoint_bytes = 0  # the last checkpoint's size: the room a save needs
 
     @classmethod
     def default_resource_request(cls, config: dict[str, Any]) -> PlacementGroupFactory:
@@ -137,7 +139,19 @@ class CoevolutionTrainable(tune.Trainable):
 
     def step(self) -> dict[str, Any]:
         """Run and record one generation (`Run.step`)."""
+        self._check_room()  # a restarted trial stops at once, before training anything
         return self._result(self.run.step())
+
+    def _check_room(self, checkpoint: Path | None = None) -> None:
+        """Stop (`StorageError`) while the trial's storage still has room for its last
+        checkpoint, logs and experiment state: Tune copies them there file by file, and a copy
+        that fills the disk leaves torn files in place of good ones."""
+        if checkpoint is not None:
+            self._checkpoint_bytes = checkpoint.stat().st_size
+        storage = getattr(self, "_storage", None)  # Tune's StorageContext (None outside Tune)
+        if (storage is not None and self._checkpoint_bytes
+                and isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem)):
+            check_free_space(storage.trial_fs_path, self._checkpoint_bytes)
 
     def _result(self, summary: GenerationSummary) -> dict[str, Any]:
         # schedulers need the metric in every result: the last evaluation's scores are carried
@@ -179,8 +193,14 @@ class CoevolutionTrainable(tune.Trainable):
         return out
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
-        """The engine's checkpoint; also refreshes the Parquet history and flushes TensorBoard."""
+        """The engine's checkpoint; also refreshes the Parquet history and flushes TensorBoard.
+
+        Raises:
+            StorageError: when the storage has no room for it (`_check_room`); Tune then keeps
+                the previous checkpoint and copies nothing.
+        """
         self.run.save(Path(checkpoint_dir) / CHECKPOINT)
+        self._check_room(Path(checkpoint_dir) / CHECKPOINT)
 
     def restore(self, checkpoint_path: Any) -> None:
         """Tune's restore, remembering where the checkpoint is stored (see `load_checkpoint`)."""
@@ -202,6 +222,7 @@ class CoevolutionTrainable(tune.Trainable):
         """
         try:
             saved, controller_state, cell_states = load_checkpoint(Path(checkpoint) / CHECKPOINT)
+            self._checkpoint_bytes = (Path(checkpoint) / CHECKPOINT).stat().st_size
         except CheckpointError as exc:
             stored = _stored_checkpoint(getattr(self, "_restoring", None), checkpoint)
             # name the stored file, not the temporary download of a remote one
@@ -212,9 +233,10 @@ class CoevolutionTrainable(tune.Trainable):
             generation = int(controller_state["generation"])
             print(f"raygan: {reason}; resuming from {previous} (generation {generation})",
                   file=sys.stderr, flush=True)
-            # Tune set the iteration from the damaged checkpoint's result; one step is one
-            # generation, so the count restarts where the loaded checkpoint stands
-            self._iteration = generation
+        # one step is one generation, so the count goes on where the loaded checkpoint stands
+        # (Tune set it from the checkpoint's result, which neither a damaged checkpoint's
+        # fallback nor `raygan resume`, which keeps no pickled results, has)
+        self._iteration = int(controller_state["generation"])
         if saved.networks != self.run_config.networks and _evolved(saved, self.run_config):
             # an evolve step gave this trial another genome: the elite's states, new networks
             from raygan.tuning.evolve import adopt_genome
