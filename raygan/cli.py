@@ -171,6 +171,8 @@ def _resume(args: argparse.Namespace) -> int:
         )
     from raygan.tuning.experiment import resume_experiment
 
+    if out.is_dir():
+        probe_writable(out)
     print(f"raygan: resuming {args.dir}", file=sys.stderr)
     return _finish(args.dir, resume_experiment(args.dir))
 

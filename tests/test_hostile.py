@@ -229,3 +229,17 @@ def test_sample_of_a_file_that_is_no_checkpoint_says_so(
     assert main(["sample", str(text)]) == 2
     line = _one_line(capsys, str(text), "not a readable raygan checkpoint")
     assert "resumed" not in line
+
+
+def test_a_read_only_results_folder_is_one_line_for_every_command(
+    small_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = small_disk / "run"
+    train(tiny_toy_config(**{"training.generations": 1}), run, progress=False)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    capsys.readouterr()
+    for argv in (["report", str(run)], ["sample", str(run), "-n", "10"],
+                 ["resume", str(run), "--generations", "2"],
+                 ["train", "--out", str(small_disk / "new")]):
+        assert main(argv) == 2, argv
+        _one_line(capsys, "Read-only file system")
