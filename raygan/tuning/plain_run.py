@@ -15,7 +15,7 @@ from typing import Any
 from raygan.engine.checkpoint import CheckpointError
 from raygan.engine.run import CHECKPOINT
 from raygan.tuning.results import RUN_CONFIG, TrialRecord
-from raygan.tuning.trainable import latest_scores
+from raygan.tuning.trainable import trial_result
 
 SUMMARIES = "generations.jsonl"
 """One generation summary a line (`GenerationSummary.to_dict`), as the run appends them."""
@@ -48,26 +48,11 @@ def read_summaries(path: Path) -> list[dict[str, Any]]:
 
 
 def tune_results(summaries: list[dict[str, Any]], total: int, metric: str) -> list[dict[str, Any]]:
-    """The results a Tune trial reports for these generations (`CoevolutionTrainable._result`):
-    generations done so far, the ranking `metric` always present (NaN before the first
-    evaluation) and the last evaluation's scores carried forward, `done` at `total`."""
-    results: list[dict[str, Any]] = []
-    scores: dict[str, Any] = {}
-    for summary in summaries:
-        scores = latest_scores([summary]) or scores
-        result = {
-            "generation": summary["generation"] + 1,  # a summary's counts from 0
-            "generations": total,
-            "seconds": summary.get("seconds"),
-            "evaluated": summary.get("evaluated"),
-            "best_cell": summary.get("best_cell"),
-            metric: math.nan,
-            **scores,
-        }
-        result["done"] = result["generation"] >= total
-        # the log writes NaN as null (JSON has no NaN); Tune's results hold NaN
-        results.append({k: math.nan if v is None else v for k, v in result.items()})
-    return results
+    """The results a Tune trial reports for these generations (`trial_result` after each)."""
+    # the log writes NaN as null (JSON has no NaN); Tune's results hold NaN
+    return [{k: math.nan if v is None else v
+             for k, v in trial_result(summaries[: i + 1], total, metric).items()}
+            for i in range(len(summaries))]
 
 
 def plain_run_trial(folder: Path) -> TrialRecord:

@@ -22,11 +22,10 @@ import numpy as np
 from raygan.config import RunConfig
 from raygan.engine.checkpoint import CheckpointError
 from raygan.engine.run import CHECKPOINT
-from raygan.tuning.trainable import BASE_KEY, run_config_of
+from raygan.tuning.trainable import BASE_KEY, CHECKPOINT_DIR, run_config_of
 
 STATE_GLOB = "experiment_state-*.json"
 """Tune's experiment snapshots; the newest (by name) is the one Tune resumes from."""
-_CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one file or folder name, no ..
 _STATUSES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
 RUN_CONFIG = "config.yaml"
@@ -301,7 +300,7 @@ def checkpoint_dirs(trial_dir: str | Path) -> list[tuple[int, Path]]:
     folder = Path(trial_dir)
     found = []
     for child in folder.iterdir() if folder.is_dir() else []:
-        match = _CHECKPOINT_DIR.match(child.name)
+        match = CHECKPOINT_DIR.match(child.name)
         if match and (child / CHECKPOINT).is_file():
             found.append((int(match.group(1)), child))
     return sorted(found)

@@ -48,7 +48,7 @@ BASE_KEY = "raygan"
 # sections a checkpoint must share with the trial that loads it (PBT clones within a shape)
 _STRUCTURE = ("grid", "networks", "data")
 _PATH_KEYS = ("data.root", "metrics.cache_dir", "metrics.inception_weights")
-_CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")  # Tune's names for a trial's checkpoints
+CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")  # Tune's names for a trial's checkpoints
 _SCHEMES = {"s3": "s3://", "gcs": "gs://"}  # pyarrow filesystem type -> URI prefix
 
 
@@ -92,6 +92,28 @@ def latest_scores(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         if summary.get("evaluated"):
             return {k: v for k, v in summary.items() if k.startswith(BEST_PREFIX)}
     return {}
+
+
+def trial_result(summaries: list[dict[str, Any]], total: int, metric: str) -> dict[str, Any]:
+    """The Tune result of a run after the last of its generation `summaries`
+    (`GenerationSummary.to_dict` rows): generations done of `total`, the ranking `metric`
+    always present and the last evaluation's scores carried forward.
+
+    Schedulers need the metric in every result, so it is NaN before the first evaluation;
+    config checks make PBT/ASHA decide only on fresh ones.
+    """
+    last = summaries[-1]
+    generation = int(last["generation"]) + 1  # a summary's count starts at 0
+    return {
+        "generation": generation,
+        "generations": total,
+        "seconds": last.get("seconds"),
+        "evaluated": last.get("evaluated"),
+        "best_cell": last.get("best_cell"),
+        metric: math.nan,
+        **latest_scores(summaries),
+        "done": generation >= total,
+    }
 
 
 class CoevolutionTrainable(tune.Trainable):
@@ -154,21 +176,10 @@ class CoevolutionTrainable(tune.Trainable):
             check_free_space(storage.trial_fs_path, self._checkpoint_bytes)
 
     def _result(self, summary: GenerationSummary) -> dict[str, Any]:
-        # schedulers need the metric in every result: the last evaluation's scores are carried
-        # forward (NaN before the first); config checks make PBT/ASHA decide only on fresh ones
-        scores = latest_scores(self.controller.summaries)
-        metric = self.run_config.tune_metric
-        return {
-            "generation": self.controller.generation,
-            "generations": self.run_config.training.generations,
-            "seconds": summary.seconds,
-            "evaluated": summary.evaluated,
-            "best_cell": self.controller.best_cell,
-            metric: math.nan,
-            **scores,
-            **self._genome_result(summary),
-            "done": self.controller.done,
-        }
+        config = self.run_config
+        result = trial_result(self.controller.summaries, config.training.generations,
+                              config.tune_metric)
+        return {**result, **self._genome_result(summary), "done": result["done"]}
 
     def _genome_result(self, summary: GenerationSummary) -> dict[str, Any]:
         """A genome's parameter counts (one cell's G and D) and, under `tune.fitness:
@@ -295,11 +306,11 @@ def _previous_good(
     """
     fs = stored.filesystem or pyarrow.fs.LocalFileSystem()
     parent, name = stored.path.rstrip("/").rsplit("/", 1)
-    own = _CHECKPOINT_DIR.match(name)
+    own = CHECKPOINT_DIR.match(name)
     earlier = []
     if own is not None:  # not a trial's checkpoint_NNNNNN: there is no "before" to go back to
         for info in fs.get_file_info(pyarrow.fs.FileSelector(parent)):
-            match = _CHECKPOINT_DIR.match(info.base_name)
+            match = CHECKPOINT_DIR.match(info.base_name)
             if match and info.type == pyarrow.fs.FileType.Directory and (
                 int(match.group(1)) < int(own.group(1))
             ):
