@@ -44,7 +44,12 @@ from common import CONFIGS, RULES, SINGLE, cpu_share, finish, log, machine, mean
 from raygan.config import RunConfig, load_config  # noqa: E402
 from raygan.engine.controller import Controller  # noqa: E402
 from raygan.engine.pool import LocalCellPool  # noqa: E402
-from raygan.metrics.catalog import best_scores, default_rank_by, lower_is_better  # noqa: E402
+from raygan.metrics.catalog import (  # noqa: E402
+    best_scores,
+    builtin_kind,
+    default_rank_by,
+    lower_is_better,
+)
 
 BASES = {
     "mnist5k": CONFIGS / "default.yaml",
@@ -291,7 +296,9 @@ def chosen(name: str, table: Table, done: dict[str, dict[str, Any]], quick: bool
         return table.settings
     single = ["single"] if table.single else []
     source = tables(quick)[str(table.top_of)]
-    key = default_rank_by(source.data)
+    kind = builtin_kind(source.data)
+    assert kind is not None, source.data
+    key = default_rank_by(kind)
     sign = 1.0 if lower_is_better(key) else -1.0
     means = {}
     for setting in source.settings:

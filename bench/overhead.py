@@ -73,6 +73,7 @@ TOY: dict[str, Any] = {
     "training": {"batch_size": 100, "lr_g": 1e-3, "lr_d": 1e-3, "device": "cpu",
                  "max_batches": 20},
     "metrics": {"every": 1_000_000},
+    "output": {"plot_every": 1_000_000},
 }
 # the mixture ES is off for MNIST: its FID needs a trained classifier in every process, which
 # would measure classifier training (once per process) rather than the exchange
@@ -86,6 +87,7 @@ MNIST: dict[str, Any] = {
     "training": {"batch_size": 50, "lr_g": 5e-4, "lr_d": 5e-4, "device": "cpu",
                  "max_batches": 10},
     "metrics": {"every": 1_000_000},
+    "output": {"plot_every": 1_000_000},
 }
 # one cell training alone: a 1x1 grid with every evolutionary operator off and a fixed loss
 PLAIN_CELL: dict[str, Any] = {
@@ -238,7 +240,8 @@ def cell_vs_plain(base: dict[str, Any], steps: int, repeats: int) -> dict[str, A
     torch.set_num_threads(1)
     controller = Controller(config, pool)
     cell: Cell = pool.cells[0]
-    shard = cell.task.data
+    # the plain loop holds its data as one float tensor, as a PyTorch script would
+    shard = cell.task.data[torch.arange(len(cell.task.data))]
     batches = min(steps, len(shard) // config.training.batch_size)
     g, d = build_networks(config.networks, cell.sample_shape, torch.Generator().manual_seed(0))
     g.load_state_dict(cell.g.net.state_dict())  # the cell's initial weights
@@ -298,7 +301,8 @@ def mixture_es_cost(generations: int) -> dict[str, Any]:
     """
     config = load_config(
         CONFIGS / "mnist5k_mustangs.yaml",
-        [f"training.generations={generations + 2}", "metrics.every=1000000"],
+        [f"training.generations={generations + 2}", "metrics.every=1000000",
+         "output.plot_every=1000000"],
     )
     spent: list[float] = []
     original = ops.mixture_es_step

@@ -1,4 +1,4 @@
-"""Command line: `raygan train|tune|resume|sample|report`.
+"""Command line: `raygan train|tune|resume|sample|export|report`.
 
 `train` and `tune` run Ray Tune experiments (`raygan.tuning`); `train --out DIR` is a plain
 run in this process, without Tune (`raygan.engine.run.train`), and `resume` continues either.
@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     m.add_argument("--out", help="output .npy path; a .png is written beside it "
                    "(default: DIR/samples_best.npy)")
+    x = sub.add_parser("export", help="write the best mixture as one TorchScript file")
+    x.add_argument("dir", help="experiment, trial or plain run directory, or a checkpoint file")
+    x.add_argument("--out", help="output file (default: DIR/mixture.pt; with --format "
+                   "state_dict DIR/mixture.json, the members' .safetensors beside it)")
+    x.add_argument("--format", choices=["torchscript", "state_dict"], default="torchscript",
+                   help="torchscript (default: torch.jit.load it, no raygan needed) or "
+                   "state_dict (safetensors of each member plus a JSON of the mixture)")
     o = sub.add_parser("report", help="print the trials table and write an HTML report")
     o.add_argument("dir", help="the experiment directory")
     o.add_argument("--out", help="HTML file (default: DIR/report.html)")
@@ -95,12 +102,17 @@ def _train(args: argparse.Namespace) -> int:
         from raygan.engine.run import train
 
         probe_writable(args.out)
+        dataset = None
         if config.resources.backend == "local":  # the ray backend checks once Ray is up
             from raygan.engine.capacity import check_memory
+            from raygan.engine.task import prepare
 
-            check_memory(config, ray=False, tune=False, force=args.force)
+            # the cells index this one copy in this process, so it is loaded (and its size
+            # counted) here; the Ray pool puts what `train` loads and keeps no copy here
+            config, dataset = prepare(config)
+            check_memory(config, ray=False, tune=False, force=args.force, dataset=dataset)
         print(f"raygan: training {what} -> {args.out}", file=sys.stderr)
-        controller = train(config, args.out, progress=not args.quiet,
+        controller = train(config, args.out, progress=not args.quiet, dataset=dataset,
                            pool_factory=_pool_factory(config.resources.backend, args.force))
         _print_final(controller.config, controller.summaries[-1] if controller.summaries else {})
         return 0
@@ -219,6 +231,19 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from raygan.export import export_mixture
+
+    target = Path(args.dir)
+    name = "mixture.json" if args.format == "state_dict" else "mixture.pt"
+    out = Path(args.out) if args.out else (target if target.is_dir() else target.parent) / name
+    probe_writable(out.parent)
+    written = export_mixture(args.dir, out, args.format)
+    print(f"raygan: best mixture of {args.dir} -> {written} "
+          f"({written.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from raygan.tuning.report import write_report
 
@@ -244,6 +269,7 @@ _COMMANDS = {
     "tune": _tune,
     "resume": _resume,
     "sample": _sample,
+    "export": _export,
     "report": _report,
 }
 

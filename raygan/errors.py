@@ -16,6 +16,11 @@ class ConfigError(ValueError):
     """A configuration key is unknown or its value is not allowed."""
 
 
+class DataError(ConfigError):
+    """The data a config names cannot be used: a missing or empty folder, unreadable files, a
+    wrong array shape, an import that fails. One line, said before anything trains."""
+
+
 def check(ok: bool, key: str, message: str) -> None:
     """Raise `ConfigError("<key>: <message>")` unless `ok`.
 

@@ -34,6 +34,8 @@ def tiny_toy_config(**overrides: object) -> RunConfig:
                      "device": "cpu"},
         "metrics": {"every": 1, "samples": 300},
     }
+    if overrides.get("data.name", "ring8") not in ("ring8", "grid25"):
+        del base["data"]["samples"]  # type: ignore[attr-defined]  # toy only
     return config_from_dict(base).replace(**overrides)
 
 

@@ -38,7 +38,7 @@ MALFORMED = [
         "evolution:\n  lr_mutation_probability: 1.5\n",
         ["evolution.lr_mutation_probability", "[0, 1]"],
     ),
-    ("data:\n  name: imagenet\n", ["data.name", "'mnist5k'"]),
+    ("data:\n  name: imagenet\n", ["data.name", "'imagenet'", "mnist5k", "folder"]),
     ("training:\n  batch_size: 1\n", ["training.batch_size", ">= 2"]),
     ("mixture:\n  enabled: maybe\n", ["mixture.enabled", "true or false"]),
     ("resources:\n  gpus_per_cell: 1.5\n", ["resources.gpus_per_cell", "fraction"]),
@@ -56,14 +56,15 @@ MALFORMED = [
     ),
     (
         "data: {name: ring8}\nmetrics: {names: [fid]}\n",
-        ["metrics.names[0]", "'fid' does not apply to data set 'ring8'", "mode_tvd"],
+        ["metrics.names[0]", "'fid' needs images, but 'ring8' holds toy", "mode_tvd"],
     ),
     (
         "data: {name: celeba}\nmetrics: {names: [tvd], inception_weights: w.pt}\n",
-        ["metrics.names[0]", "'tvd' does not apply to data set 'celeba'", "fid_inception"],
+        ["metrics.names[0]", "'tvd' trains a classifier on class labels, which 'celeba' does",
+         "fid_inception"],
     ),
     (
-        "data: {name: mnist5k}\nmetrics: {names: [tvd]}\n",
+        "data: {name: mnist5k}\nmetrics: {names: [tvd], rank_by: fid}\n",
         ["metrics.rank_by", "'fid' is not among the reported metrics.names (tvd)"],
     ),
     ("data: {name: mnist5k}\nmixture: {objective: fdi}\n", ["mixture.objective", "'fid'"]),
@@ -108,6 +109,26 @@ def test_metric_defaults_follow_the_data_set() -> None:
     assert (ranked.tune_metric, ranked.tune_mode) == ("best/inception_score", "max")
     natural = load_config(None, ["data.name=cifar10", "metrics.inception_weights=w.pth"])
     assert natural.metric_names == ("fid_inception",) and natural.rank_by == "fid_inception"
+    # names without the data's default ranker: the first name ranks and drives the ES
+    own = load_config(None, ["data.name=mnist5k", "metrics.names=[swd, tvd]"])
+    assert (own.rank_by, own.mixture_objective) == ("swd", "swd")
+
+
+def test_metrics_of_data_known_only_once_loaded_are_written_out_for_it() -> None:
+    from raygan.metrics.catalog import DataKind
+
+    array = load_config(None, ["data.name=array", "data.path=x.npy"])
+    assert array.metric_names == ("swd",)  # the one metric of images and vectors alike
+    labelled = array.for_data(DataKind("array", "images", True))
+    assert labelled.metrics.names == ("fid", "tvd", "inception_score")
+    assert (labelled.rank_by, labelled.mixture_objective) == ("fid", "fid")
+    vectors = array.for_data(DataKind("array", "vectors", False))
+    assert vectors.metric_names == ("swd", "energy") and vectors.rank_by == "swd"
+    with pytest.raises(ConfigError, match="networks.kind: 'dcgan' needs image data"):
+        array.replace(**{"networks.kind": "dcgan"}).for_data(DataKind("array", "vectors", False))
+    chosen = array.replace(**{"metrics.names": ["fid"]})
+    with pytest.raises(ConfigError, match="metrics.names\\[0\\]: 'fid' trains a classifier"):
+        chosen.for_data(DataKind("array", "images", False))
 
 
 def test_a_removed_key_is_refused_when_written_and_dropped_when_saved() -> None:

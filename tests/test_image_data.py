@@ -125,6 +125,29 @@ def test_celeba_loader_crops_resizes_and_splits(tmp_path: Path) -> None:
     assert test.shape == (3, 32, 32) and len(test) == 2
 
 
+@pytest.mark.usefixtures("skip_md5")
+def test_celeba_is_decoded_once_then_read_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import raygan.data.images as images
+    from raygan.config.model import DataConfig
+    from raygan.data import load_dataset
+
+    _write_celeba(tmp_path, partitions=[0, 0, 0, 1, 2, 2])
+    cfg = DataConfig(name="celeba", root=str(tmp_path), cache_dir=str(tmp_path / "cache"))
+    first = load_dataset(cfg, 0)
+    assert first.store.dtype == np.uint8 and first.store.shape == (3, 3, 64, 64)
+    assert first.kind.natural and first.labels is None
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded CelebA again")
+
+    monkeypatch.setattr(images, "_load_celeba", no_decoding)
+    again = load_dataset(cfg, 0)
+    assert isinstance(again.store, np.memmap)
+    assert np.array_equal(np.asarray(again.store), np.asarray(first.store))
+
+
 def test_mnist5k_is_embedded_and_scaled() -> None:
     data = load_image_dataset("mnist5k", root="/nonexistent")
     assert data.shape == (1, 28, 28) and len(data) == 5000

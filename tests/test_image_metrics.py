@@ -11,13 +11,22 @@ import torch
 
 import raygan.metrics.classifier as classifier_module
 import raygan.metrics.image as image_module
+from raygan.config import load_config
 from raygan.core.dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
+from raygan.data import Dataset, load_dataset
 from raygan.data.images import ImageData, load_image_dataset
 from raygan.metrics.classifier import (
+    CLASSIFIER_MAX_IMAGES,
     DEFAULT_SETTINGS,
     ClassifierSettings,
     LeNet,
     ReferenceCNN,
+    WideCNN,
+    build_classifier,
+    classifier_cache_key,
+    classifier_data,
+    classifier_subset,
+    data_fingerprint,
     load_or_train_classifier,
     max_pool2,
     random_shift,
@@ -138,12 +147,49 @@ def test_max_pool2_equals_max_pool2d_and_shifts_keep_content() -> None:
 
 @pytest.mark.parametrize("size", [8, 28, 32, 64])
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("arch", [LeNet, ReferenceCNN])
-def test_classifiers_serve_all_sizes(size: int, channels: int, arch: type) -> None:
-    model = arch(channels, 10)
+@pytest.mark.parametrize("arch", ["lenet", "reference", "wide"])
+def test_classifiers_serve_all_sizes(size: int, channels: int, arch: str) -> None:
+    model = build_classifier(arch, (channels, size, size), 10).eval()
     x = torch.zeros(2, channels, size, size)
     assert model.features(x).shape == (2, model.feature_dim)
     assert model(x).shape == (2, 10)
+
+
+def test_mnist_classifier_and_statistics_keys_are_unchanged_from_a_dataset() -> None:
+    # the metrics read the run's uint8 Dataset now: the MNIST-5k classifier must be the one
+    # trained (and cached) before, bit for bit, and its statistics keyed the same
+    ds = load_dataset(load_config(None, ["data.name=mnist5k"]).data, 0)
+    old = load_image_dataset("mnist5k")
+    new = classifier_data(ds)
+    assert torch.equal(new.images, old.images) and torch.equal(new.labels, old.labels)
+    settings = DEFAULT_SETTINGS["reference"]
+    assert classifier_cache_key(new, settings, "reference") == "4b66f4c7f1f2fd87bc2cf4b2"
+    assert data_fingerprint(ds) == data_fingerprint(old)
+
+
+def test_classifiers_train_on_a_capped_seeded_subset() -> None:
+    assert np.array_equal(classifier_subset(5000, (1, 28, 28)), np.arange(5000))
+    assert len(classifier_subset(70_000, (1, 28, 28))) == CLASSIFIER_MAX_IMAGES
+    big = classifier_subset(200_000, (3, 64, 64))  # 1 GiB of float32 64x64 colour images
+    assert len(big) == 21_845 and np.all(np.diff(big) > 0)
+    assert np.array_equal(big, classifier_subset(200_000, (3, 64, 64)))
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_colour_images_get_the_wide_classifier_and_report_its_accuracy(
+    size: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_distances import two_shapes
+
+    from raygan.metrics.registry import MetricContext
+
+    pixels, labels = two_shapes(400, size, seed=0)
+    ctx = MetricContext(Dataset.from_pixels("shapes", pixels, labels), tmp_path, eval_samples=100)
+    accuracy = ctx.classifier_accuracy("reference")
+    assert accuracy > 0.9
+    assert isinstance(ctx.scorer("reference").extractor.model, WideCNN)
+    assert f"held-out accuracy {100 * accuracy:.1f} %" in capsys.readouterr().err
+    assert len(list(tmp_path.glob("classifier-wide-shapes-*.pt"))) == 1
 
 
 def test_reference_cnn_has_the_reference_architecture() -> None:
@@ -235,6 +281,7 @@ def test_floor_is_cached_and_reused(
     again = _reference_scorer(digits, tmp_path)
     assert again.floors == scorer.floors
     assert np.array_equal(again.reference.mu, scorer.reference.mu)
+    assert again.histogram is not None and scorer.histogram is not None
     assert np.array_equal(again.histogram, scorer.histogram)
     # another evaluation size is another floor set, so it must be computed
     with pytest.raises(AssertionError, match="cached statistics"):
@@ -245,8 +292,8 @@ def test_reference_fid_real_is_near_the_floor_and_planted_bad_sets_are_far(
     digits: ImageData, tmp_path: Path
 ) -> None:
     scorer = _reference_scorer(digits, tmp_path)
-    accuracy = scorer.extractor.accuracy
-    assert accuracy >= 0.95
+    assert isinstance(scorer.extractor, ClassifierExtractor)
+    assert scorer.extractor.accuracy >= 0.95
     # real images the reference set does not hold, the floor set's size
     ref, floor = reference_split(len(digits), 500)
     held = sorted(set(range(len(digits))) - set(ref.tolist()) - set(floor.tolist()))

@@ -6,13 +6,14 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_toy_config, write_fake_cifar10
 
 from raygan.cli import main
 from raygan.config import load_config
-from raygan.data import load_dataset
+from raygan.data import Dataset, load_dataset
 from raygan.engine.run import train
 from raygan.metrics import catalog
 from raygan.metrics.registry import FAMILIES, MetricContext, evaluate, objective_fn
@@ -23,15 +24,15 @@ def test_every_catalog_family_is_registered_and_produces_its_names(tmp_path: Pat
     toy_cfg = tiny_toy_config()
     ctx = MetricContext(load_dataset(toy_cfg.data, 0), tmp_path)
     toy_names = [n for n, s in catalog.METRICS.items() if s.family == "toy"]
-    scores = evaluate(ctx, ctx.dataset.samples[:300], toy_names)
+    scores = evaluate(ctx, ctx.dataset.head(300), toy_names)
     assert list(scores) == toy_names  # toy metrics have no floor
-    assert set(FAMILIES["toy"](ctx, ctx.dataset.samples[:300])) == set(toy_names)
+    assert set(FAMILIES["toy"](ctx, ctx.dataset.head(300))) == set(toy_names)
 
 
 def test_evaluate_returns_the_named_metrics_and_their_floors(tmp_path: Path) -> None:
     cfg = load_config(None, ["data.name=digits8x8", f"metrics.cache_dir={tmp_path}"])
     ctx = MetricContext(load_dataset(cfg.data, 0), tmp_path, eval_samples=300)
-    real = ctx.dataset.samples[-300:]
+    real = ctx.dataset.take(np.arange(len(ctx.dataset) - 300, len(ctx.dataset)))
     scores = evaluate(ctx, real, ["tvd", "fid_lenet"])
     assert list(scores) == ["tvd", "fid_lenet", "tvd_floor", "fid_lenet_floor"]
     assert all(math.isfinite(v) and v >= 0 for v in scores.values())
@@ -43,10 +44,58 @@ def test_evaluate_returns_the_named_metrics_and_their_floors(tmp_path: Path) -> 
 
 def test_objective_minimises_and_flips_higher_is_better_metrics(tmp_path: Path) -> None:
     ctx = MetricContext(load_dataset(tiny_toy_config().data, 0), tmp_path)
-    samples = ctx.dataset.samples[:400]
+    samples = ctx.dataset.head(400)
     covered = evaluate(ctx, samples, ["modes_covered", "coverage_score"])
     assert objective_fn(ctx, "modes_covered")(samples) == -covered["modes_covered"]
     assert objective_fn(ctx, "coverage_score")(samples) == covered["coverage_score"]
+
+
+def test_distance_families_score_through_evaluate_without_a_float_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import raygan.metrics.classifier as classifier_module
+
+    def no_copy(*args: object) -> None:
+        raise AssertionError("the distance families must not build the classifier's float set")
+
+    monkeypatch.setattr(classifier_module, "classifier_data", no_copy)
+    cfg = load_config(None, ["data.name=digits8x8"])
+    ctx = MetricContext(load_dataset(cfg.data, 0), tmp_path, eval_samples=300)
+    real = ctx.dataset.take(np.arange(300, 600))
+    scores = evaluate(ctx, real, ["swd", "kid"])
+    assert list(scores) == ["swd", "kid", "swd_floor", "kid_floor"]
+    assert all(math.isfinite(v) for v in scores.values())
+    assert scores["swd"] < 2 * scores["swd_floor"]
+    noise = torch.rand(300, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert evaluate(ctx, noise, ["swd"])["swd"] > 5 * scores["swd_floor"]
+    # the ES minimises the very value evaluate reports (seeded patches: same samples, same value)
+    assert objective_fn(ctx, "swd")(real) == scores["swd"]
+    assert objective_fn(ctx, "kid")(real) == scores["kid"]
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing cached
+
+
+def test_classifier_float_copy_is_dropped_once_the_scorer_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import weakref
+
+    import raygan.metrics.classifier as classifier_module
+
+    made: list[weakref.ref[object]] = []
+    build = classifier_module.classifier_data
+
+    def recorded(ds: Dataset) -> object:
+        data = build(ds)
+        made.append(weakref.ref(data.images))
+        return data
+
+    monkeypatch.setattr(classifier_module, "classifier_data", recorded)
+    cfg = load_config(None, ["data.name=digits8x8"])
+    ctx = MetricContext(load_dataset(cfg.data, 0), tmp_path, eval_samples=300)
+    assert ctx.classifier_accuracy("lenet") > 0.5
+    gc.collect()
+    assert len(made) == 1 and made[0]() is None  # the context kept no float images
 
 
 def test_scores_are_shown_with_their_floor_and_result_keys_come_from_one_place() -> None:

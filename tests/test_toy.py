@@ -18,14 +18,14 @@ def test_pacgan_definitions() -> None:
     grid = grid_modes()
     assert grid.shape == (25, 2) and sorted(set(grid[:, 0])) == [-4, -2, 0, 2, 4]
     data = load_dataset(DataConfig(name="ring8", samples=4000), seed=0)
-    assert data.std == 0.01 and data.samples.shape == (4000, 2)
+    assert data.std == 0.01 and data.store.shape == (4000, 2)
     assert load_dataset(DataConfig(name="grid25"), 0).std == 0.05
     assert load_dataset(DataConfig(name="ring8", std=0.02, radius=2.0), 0).modes[0, 0] == 2.0
 
 
 def test_real_data_scores_perfectly() -> None:
     data = load_dataset(DataConfig(name="grid25", samples=5000), seed=1)
-    m = toy_metrics(data.samples, data.modes, data.std)
+    m = toy_metrics(data.head(len(data)), data.modes, data.std)
     assert m["modes_covered"] == 25 and m["hq_fraction"] > 0.98
     assert m["reverse_kl"] < 0.02 and m["mode_tvd"] < 0.05 and m["coverage_score"] < 0.05
 
@@ -52,7 +52,7 @@ def test_shards_are_disjoint_and_cover() -> None:
         shard_indices(2, 3, 0)
     cfg = DataConfig(name="ring8", samples=400)
     data = load_dataset(cfg, 0)
-    assert cell_shard(data, cfg, 4, 2).shape == (100, 2)
+    assert cell_shard(data, cfg.sharding, 4, 2).shape == (100, 2)
 
 
 def test_coverage_score_ranks_spread_before_high_quality() -> None:

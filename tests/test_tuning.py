@@ -221,7 +221,8 @@ def test_perturbed_knobs_stay_in_their_domains() -> None:
 
 
 def test_relative_paths_mean_the_directory_the_worker_started_in() -> None:
-    config = tiny_toy_config(**{"data.root": "./data", "metrics.inception_weights": "w/i.pt"})
+    config = tiny_toy_config(**{"data.name": "mnist5k", "data.root": "./data",
+                                "metrics.inception_weights": "w/i.pt"})
     resolved = with_absolute_paths(config, "/job")
     assert resolved.data.root == "/job/data" and resolved.metrics.inception_weights == "/job/w/i.pt"
     assert resolved.metrics.cache_dir == "~/.cache/raygan"  # per node, left as it is

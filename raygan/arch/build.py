@@ -130,7 +130,7 @@ class ArchGenerator(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         """Map noise ``(B, latent_dim)`` to images ``(B, C, H, W)`` in ``[-1, 1]``."""
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"expected z of shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+            raise ValueError(f"expected z of shape (B, {self.latent_dim}), got {list(z.shape)}")
         h = self.project(z).view(len(z), self.base_channels, self.base, self.base)
         return torch.tanh(self.to_image(self.blocks(h)))
 

@@ -1,9 +1,9 @@
 """Turning plain nested dicts into the config dataclasses, and back.
 
 `build` checks every key and value against the dataclass's type hints (the subset of typing
-the config uses: Literal, unions with None, tuples, dicts, nested dataclasses), so a bad key or
-value is a `ConfigError` that names it and what is allowed. Keys of earlier versions are
-refused with what to write instead (`RENAMED`, `REMOVED`).
+the config uses: Literal, unions with None, tuples, dicts, nested dataclasses, `Any` for plain
+YAML values), so a bad key or value is a `ConfigError` that names it and what is allowed. Keys
+of earlier versions are refused with what to write instead (`RENAMED`, `REMOVED`).
 """
 
 from __future__ import annotations
@@ -48,8 +48,27 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _plain_value(value: Any, key: str) -> Any:
+    """`value` if it is what YAML writes (a scalar, or lists and string-keyed mappings of them),
+    with tuples as lists: an `Any` field is saved with the config and read back from it."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain_value(v, f"{key}.{k}") for k, v in value.items()}
+    raise ConfigError(f"{key}: {type(value).__name__} values are not allowed; use numbers, "
+                      "strings, booleans, null, and lists or mappings of them")
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against type `tp` (the subset of typing the config dataclasses use)."""
+    if tp is Any:
+        return _plain_value(value, key)
     origin = get_origin(tp)
     if origin is Literal:
         allowed = get_args(tp)

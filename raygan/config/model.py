@@ -7,44 +7,83 @@ sections that say how it is trained and run are `raygan.config.sections`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from raygan.errors import check, check_nonnegative
-from raygan.metrics.catalog import TOY_DATASETS
+from raygan.metrics.catalog import TOY_DATASETS, DataKind
 
 LossName = Literal["minimax", "heuristic", "least_squares", "hinge", "wasserstein_gp"]
-DatasetName = Literal[
-    "ring8", "grid25", "mnist5k", "digits8x8", "mnist", "fashion_mnist", "cifar10", "celeba"
-]
-NetworkName = Literal["mlp", "dcgan", "aae", "genome"]
+NetworkName = Literal["mlp", "dcgan", "aae", "genome", "custom"]
 MultiDName = Literal["none", "avg", "gman", "hv", "mgd"]
 """Multi-discriminator generator objectives (raygan.core.multi_d)."""
 BCE_COMPATIBLE: tuple[str, ...] = ("minimax", "heuristic", "least_squares")
+SUPPLIED: dict[str, dict[str, str]] = {
+    "g": {"latent_dim": "networks.latent_dim", "data_shape": "one sample's shape"},
+    "d": {"data_shape": "one sample's shape"},
+}
+"""Keywords raygan passes to a custom G ("g") or D ("d") whose signature names them, with
+what they hold (`raygan.core.custom`)."""
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """What the cells learn to generate and how it is split among them."""
+    """What the cells learn to generate and how it is split among them.
 
-    name: DatasetName = "ring8"
+    `name` picks a registered source (`raygan.data.sources`): a built-in set (ring8, grid25,
+    mnist5k, digits8x8, mnist, fashion_mnist, cifar10, celeba), `folder` (a directory of
+    images), `array` (an .npy/.npz file), `python` (a function) or `hf` (Hugging Face
+    `datasets`). Each source reads only some of the other keys; setting one it does not read
+    is an error.
+    """
+
+    name: str = "ring8"
+    sharding: Literal["split", "replicate"] = "split"
     samples: int = 20_000  # toy data only: total number of points generated
     std: float | None = None  # toy only; None = the PacGAN value (0.01 ring, 0.05 grid)
     radius: float = 1.0  # ring8 only
-    sharding: Literal["split", "replicate"] = "split"
-    root: str = "./data"
+    root: str = "./data"  # torchvision sets: their directory; folder: the image directory
     download: bool = False
-    image_size: int | None = None
+    image_size: int | None = None  # resize the short side, then centre crop
+    channels: int | None = None  # folder, hf: 1 or 3 (default: from the files)
+    labels: Literal["none", "folders"] = "none"  # folder: class = first sub-folder
+    path: str = ""  # array: the .npy/.npz file; hf: a saved directory or a hub name
+    source: str = ""  # python: "package.module:function"
+    split: str = "train"  # hf only
+    column: str = ""  # hf: the image/vector column (default: the first image column)
+    label_column: str = ""  # hf: the class-label column (default: none)
+    cache_dir: str = "~/.cache/raygan/data"  # folder, hf: decoded uint8 arrays
 
     def __post_init__(self) -> None:
+        from raygan.data.sources import get_source, source_names
+
+        check(self.name in source_names(), "data.name",
+              f"unknown data source {self.name!r}; allowed: {', '.join(source_names())}")
         check(self.samples >= 1, "data.samples", f"must be >= 1, got {self.samples}")
         check(self.std is None or self.std > 0, "data.std", f"must be > 0, got {self.std}")
         check(self.radius > 0, "data.radius", f"must be > 0, got {self.radius}")
+        check(self.image_size is None or self.image_size >= 1, "data.image_size",
+              f"must be >= 1, got {self.image_size}")
+        check(self.channels in (None, 1, 3), "data.channels",
+              f"must be 1 or 3, got {self.channels}")
+        reads = get_source(self.name).keys
+        for key, default in DATA_DEFAULTS.items():
+            if key not in reads and getattr(self, key) != default:
+                readers = [n for n in source_names() if key in get_source(n).keys]
+                check(False, f"data.{key}",
+                      f"is not read by data.name {self.name!r} (only by {', '.join(readers)})")
 
     @property
     def is_toy(self) -> bool:
         """True for the 2-D Gaussian mixtures."""
         return self.name in TOY_DATASETS
+
+    @property
+    def kind(self) -> DataKind:
+        """What is known about the data before it is loaded."""
+        from raygan.data.sources import get_source
+
+        return get_source(self.name).kind(self)
 
 
 @dataclass(frozen=True)
@@ -79,6 +118,14 @@ class NetworksConfig:
     # kind "genome" only: the architecture and optimizers, as `raygan.arch.Genome.encode`
     # writes them (image data; `raygan evolve` draws and mutates them)
     genome: str = ""
+    # kind "custom" only (raygan.core.custom): the user's G and D, "package.module:Class" or
+    # "path/to/file.py:factory", called with g_kwargs / d_kwargs (plus latent_dim and
+    # data_shape where their signatures name them); dicts are not hashed (a frozen dataclass
+    # hashes its fields, and the config is a cache key)
+    generator: str = ""
+    discriminator: str = ""
+    g_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+    d_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         for key in ("latent_dim", "g_hidden", "d_hidden", "dcgan_width", "minibatch_kernels",
@@ -104,6 +151,24 @@ class NetworksConfig:
             "networks.aae_prior",
             f"'mixture2d' is a 2-D prior; set networks.latent_dim to 2, not {self.latent_dim}",
         )
+        if self.kind == "custom":
+            self._check_custom()
+
+    def _check_custom(self) -> None:
+        """Both networks named, in the right form, and no keyword raygan passes itself."""
+        from raygan.imports import split_spec  # plain Python, like this module
+
+        for side in ("generator", "discriminator"):
+            spec = getattr(self, side)
+            check(bool(spec), f"networks.{side}",
+                  "networks.kind 'custom' needs 'package.module:Class' (or a factory, or "
+                  "'path/to/file.py:name')")
+            split_spec(spec, f"networks.{side} {spec!r}", "Class")
+        for key, side in (("g_kwargs", "g"), ("d_kwargs", "d")):
+            for name in set(getattr(self, key)) & set(SUPPLIED[side]):
+                check(False, f"networks.{key}.{name}",
+                      f"raygan passes {name} itself ({SUPPLIED[side][name]}) to a callable "
+                      "whose signature names it; remove it here")
 
 
 @dataclass(frozen=True)
@@ -182,3 +247,11 @@ class LossesConfig:
             f"'bce' cannot train the critic of {', '.join(odd)}; use 'matching' or only "
             + ", ".join(BCE_COMPATIBLE),
         )
+
+
+DATA_DEFAULTS: dict[str, object] = {
+    key: getattr(DataConfig, key)
+    for key in ("samples", "std", "radius", "root", "download", "image_size", "channels",
+                "labels", "path", "source", "split", "column", "label_column", "cache_dir")
+}
+"""Defaults of the source-specific `data.*` keys (a changed one must be read by the source)."""

@@ -79,6 +79,12 @@ def inert_options(config: RunConfig) -> dict[str, str]:
             out[f"networks.{key}"] = why
         for key in ("lr_g", "lr_d", "beta1"):
             out[f"training.{key}"] = "the genome sets each side's optimizer, rate and momentum"
+    if nets.kind != "custom":
+        for key in ("generator", "discriminator", "g_kwargs", "d_kwargs"):
+            out[f"networks.{key}"] = f"only networks.kind 'custom' reads it, not {nets.kind!r}"
+    else:
+        for key in ("g_hidden", "d_hidden", "hidden_layers", "g_activation", "dcgan_width"):
+            out[f"networks.{key}"] = "networks.generator and .discriminator are the networks"
     tune = config.tune
     if tune.scheduler != "evolve":
         for key in ("elite_fraction", "refill", "fitness", "parameter_penalty", "max_parameters",
@@ -156,11 +162,6 @@ class RunConfig:
     def __post_init__(self) -> None:
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         check_run_name(self.name, "name")
-        check(
-            self.networks.kind not in ("dcgan", "genome") or not self.data.is_toy,
-            "networks.kind",
-            f"{self.networks.kind!r} needs image data, but data.name is {self.data.name!r}",
-        )
         evolve = self.tune.scheduler == "evolve"
         check(self.networks.kind != "genome" or bool(self.networks.genome) or evolve,
               "networks.genome", "networks.kind 'genome' needs a genome string (raygan.arch; "
@@ -249,6 +250,12 @@ class RunConfig:
                              self.networks.minibatch_discrimination)):
                 check(not on, key, "does not combine with networks.kind 'genome' (its networks "
                       "and optimizers are the genome's): set it back to its default")
+        if self.networks.kind == "custom":  # raygan runs their forward and backward passes only
+            for key, on in (("losses.feature_matching", losses.feature_matching),
+                            ("networks.minibatch_discrimination",
+                             self.networks.minibatch_discrimination)):
+                check(not on, key, "needs a layer inside D, which networks.kind 'custom' does "
+                      "not expose (raygan only calls its forward): set it back to its default")
         if multi != "none":
             for key, on in (("losses.feature_matching", losses.feature_matching),
                             ("training.historical_averaging",
@@ -281,14 +288,9 @@ class RunConfig:
 
     def _check_metrics(self) -> None:
         """Every metric name must be in the catalog and apply to the data set."""
+        kind = self.data.kind
+        self.check_data(kind)
         data = self.data.name
-        for i, name in enumerate(self.metrics.names or ()):
-            problem = catalog.check_name(name, data)
-            check(problem is None, f"metrics.names[{i}]", str(problem))
-        for key, chosen in (("metrics.rank_by", self.metrics.rank_by),
-                            ("mixture.objective", self.mixture.objective)):
-            problem = None if chosen is None else catalog.check_name(chosen, data)
-            check(problem is None, key, str(problem))
         check(
             self.rank_by in self.metric_names,
             "metrics.rank_by",
@@ -303,20 +305,65 @@ class RunConfig:
             + catalog.INCEPTION_HELP,
         )
 
+    def check_data(self, kind: catalog.DataKind) -> None:
+        """The networks and metrics against what is known of the data: from the config here,
+        and again by the driver with the loaded data's kind (a user's array or function).
+
+        Raises:
+            ConfigError: naming the key, for a network or metric the data cannot serve.
+        """
+        check(
+            self.networks.kind not in ("dcgan", "genome") or kind.form in (None, "images"),
+            "networks.kind",
+            f"{self.networks.kind!r} needs image data, but data.name {kind.name!r} holds "
+            f"{kind.form} data",
+        )
+        for i, name in enumerate(self.metrics.names or ()):
+            problem = catalog.check_name(name, kind)
+            check(problem is None, f"metrics.names[{i}]", str(problem))
+        for key, chosen in (("metrics.rank_by", self.metrics.rank_by),
+                            ("mixture.objective", self.mixture.objective)):
+            problem = None if chosen is None else catalog.check_name(chosen, kind)
+            check(problem is None, key, str(problem))
+
+    def for_data(self, kind: catalog.DataKind) -> RunConfig:
+        """This config checked against the loaded data's kind, with the metrics that default
+        from the data (names, rank_by, objective) written out, so every process that reads
+        the config scores the same metrics.
+
+        Raises:
+            ConfigError: as `check_data`.
+        """
+        self.check_data(kind)
+        if self.data.kind == kind:
+            return self
+        names = self.metrics.names or catalog.default_names(kind)
+        default = catalog.default_rank_by(kind)
+        rank = self.metrics.rank_by or (default if default in names else names[0])
+        objective = self.mixture.objective or ("coverage_score" if kind.form == "toy" else rank)
+        return self.replace(**{"metrics.names": list(names), "metrics.rank_by": rank,
+                               "mixture.objective": objective})
+
     @property
     def metric_names(self) -> tuple[str, ...]:
         """The metrics every evaluation reports (`metrics.names` or the data set's default)."""
-        return self.metrics.names or catalog.default_names(self.data.name)
+        return self.metrics.names or catalog.default_names(self.data.kind)
 
     @property
     def rank_by(self) -> str:
-        """The metric that ranks cells (and, by default, trials)."""
-        return self.metrics.rank_by or catalog.default_rank_by(self.data.name)
+        """The metric that ranks cells (and, by default, trials): `metrics.rank_by`, else the
+        data's default if it is reported, else the first of `metrics.names`."""
+        default = catalog.default_rank_by(self.data.kind)
+        names = self.metric_names
+        return self.metrics.rank_by or (default if default in names else names[0])
 
     @property
     def mixture_objective(self) -> str:
-        """The metric the mixture ES optimises."""
-        return self.mixture.objective or catalog.default_objective(self.data.name)
+        """The metric the mixture ES optimises (`mixture.objective`, else the data's default,
+        which is `rank_by` but for the toy mixtures' coverage score)."""
+        if self.mixture.objective:
+            return self.mixture.objective
+        return "coverage_score" if self.data.kind.form == "toy" else self.rank_by
 
     @property
     def eval_samples(self) -> int:

@@ -439,25 +439,33 @@ class Cell:
             centre_only: sample the cell's own generator instead of the mixture (always so
                 when `mixture.enabled` is false: there is no mixture to sample).
         """
-        self._receive(snapshots)
+        gens, usable = self.mixture(snapshots, centre_only)
         gen = torch.Generator().manual_seed(seed)
         z = aae.latent(self.config.networks, n, gen).to(self.device)
+        if usable is None:  # nothing finite to draw from: samples that score as the worst
+            return torch.full((n, *self.sample_shape), math.nan)
+        return ops.mixture_samples(gens, usable, z)
+
+    def mixture(
+        self, snapshots: Sequence[Snapshot], centre_only: bool = False
+    ) -> tuple[list[nn.Module], np.ndarray | None]:
+        """What `sample` draws from (`raygan.export` takes it away): the generators of this
+        cell's mixture, its own first, and their weights restricted to the finite ones
+        (`ops.usable_mixture`; None when none is); arguments as for `sample`."""
+        self._receive(snapshots)
         gens = [self.g.sampler, *self._g_samplers]
         weights, members = self.mixture_weights, len(gens)
         if centre_only or not self.config.mixture.enabled:
             weights, members = np.eye(len(weights))[0], 1
         # a non-finite generator never feeds the mixture: its share goes to the finite members
-        usable = ops.usable_mixture(
+        return gens, ops.usable_mixture(
             weights, [k < members and ops.all_finite(g) for k, g in enumerate(gens)])
-        if usable is None:  # nothing finite to draw from: samples that score as the worst
-            return torch.full((n, *self.sample_shape), math.nan)
-        return ops.mixture_samples(gens, usable, z)
 
     def evaluate(self, snapshots: Sequence[Snapshot], n: int, seed: int) -> Scored:
         """Metrics of this cell's mixture (see `CellTask.evaluate`) and a preview of the samples
         they were computed on, for figures (all toy points; `PREVIEW_IMAGES` images)."""
         samples = self.sample(snapshots, n, seed)
-        keep = len(samples) if self.config.data.is_toy else PREVIEW_IMAGES
+        keep = len(samples) if samples.ndim == 2 else PREVIEW_IMAGES  # points: all
         if not bool(torch.isfinite(samples).all()):  # no valid score: never ranked
             scores = {name: math.nan for name in self.config.metric_names}
             return Scored(scores, preview_of(samples, keep))

@@ -1,5 +1,6 @@
-"""Network registry: MLP (Lipizzaner) and DCGAN generators and discriminators, and adversarial
-autoencoders (`raygan.core.aae`: an autoencoder as the G side, a latent discriminator as D).
+"""Network registry: MLP (Lipizzaner) and DCGAN generators and discriminators, adversarial
+autoencoders (`raygan.core.aae`: an autoencoder as the G side, a latent discriminator as D),
+architecture genomes (`raygan.arch`) and the user's own (`raygan.core.custom`).
 
 Discriminators return raw logits of shape (B,); losses apply the sigmoid where they need it,
 and `features(x)`, their penultimate activations (what feature matching compares).
@@ -178,8 +179,17 @@ def _build_genome(
     return build(Genome.decode(cfg.genome), cfg.latent_dim, data_shape, generator)
 
 
+def _build_custom(
+    cfg: NetworksConfig, data_shape: tuple[int, ...], generator: torch.Generator
+) -> tuple[nn.Module, nn.Module]:
+    from raygan.core.custom import build_custom  # it imports the user's module
+
+    return build_custom(cfg, data_shape, generator)
+
+
 NETWORKS: dict[str, NetworkBuilder] = {
     "mlp": _build_mlp, "dcgan": _build_dcgan, "aae": _build_aae, "genome": _build_genome,
+    "custom": _build_custom,
 }
 
 

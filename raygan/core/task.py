@@ -9,9 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
+
+
+class Samples(Protocol):
+    """A cell's training samples: `samples[idx]` is the float batch of rows `idx` (an index
+    tensor) on the cell's device. `raygan.data.Shard` gathers them from the shared data set."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(len, *sample_shape)."""
+        ...
+
+    def __getitem__(self, idx: Any) -> Tensor: ...
 
 
 @dataclass
@@ -19,12 +34,12 @@ class CellTask:
     """What a cell needs from the data and metrics layers, injected so `core` stays pure.
 
     Attributes:
-        data: the cell's shard, shape (N, *sample_shape), on the CPU.
+        data: the cell's shard (indices into the shared data set, gathered per batch).
         mixture_score: samples -> score minimised by the mixture ES (`mixture.objective`).
         evaluate: samples -> named metrics for reports.
     """
 
-    data: Tensor
+    data: Samples
     mixture_score: Callable[[Tensor], float]
     evaluate: Callable[[Tensor], dict[str, float]]
 

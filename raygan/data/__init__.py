@@ -1,83 +1,33 @@
-"""Data sets and per-cell shards.
+"""Data: where a training set comes from, how it is held, and what each cell trains on.
 
-`load_dataset` gives the whole training set as one tensor; `cell_shard` gives the part a cell
-trains on. Toy mixtures are generated from the run seed; images come from `data.images`.
+`load_dataset(cfg, seed)` asks the source registered as `data.name` (`raygan.data.sources`) for
+the whole set, held once in its stored form (`Dataset`); `cell_shard` gives a cell its indices
+into it (`Shard`), gathered and converted to float per batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch import Tensor
+from raygan.data.dataset import Dataset, Shard, cell_shard, shard_indices
 
-from raygan.config import DataConfig
-from raygan.data.toy import default_std, sample_mixture, toy_modes
+if TYPE_CHECKING:
+    from raygan.config.model import DataConfig
 
-
-@dataclass(frozen=True)
-class Dataset:
-    """A training set held in memory.
-
-    Attributes:
-        name: data set name.
-        samples: (N, *shape) float32; toy points or images in [-1, 1].
-        labels: (N,) int64 class labels, or None (toy data, unlabelled images).
-        modes: (K, 2) mode means for toy data, else None.
-        std: per-mode standard deviation for toy data, else None.
-    """
-
-    name: str
-    samples: Tensor
-    labels: Tensor | None = None
-    modes: np.ndarray | None = None
-    std: float | None = None
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        """Shape of one sample."""
-        return tuple(self.samples.shape[1:])
-
-    @property
-    def is_image(self) -> bool:
-        """True for (C, H, W) samples."""
-        return len(self.sample_shape) == 3
+__all__ = ["Dataset", "Shard", "cell_shard", "load_dataset", "shard_indices"]
 
 
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
-    """The whole training set named by the config.
+    """The whole training set named by `cfg`.
 
     Args:
         cfg: data section of the run config.
         seed: run seed; toy data are generated from it, so every process gets the same set.
+
+    Raises:
+        DataError: one line for data that cannot be used (see the source).
+        FileNotFoundError: a built-in set's files are missing (naming what to download).
     """
-    if cfg.is_toy:
-        modes = toy_modes(cfg.name, cfg.radius)
-        std = cfg.std if cfg.std is not None else default_std(cfg.name)
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x70F]))
-        return Dataset(cfg.name, sample_mixture(modes, std, cfg.samples, rng), None, modes, std)
-    from raygan.data.images import load_image_dataset
+    from raygan.data.sources import get_source
 
-    data = load_image_dataset(cfg.name, cfg.root, cfg.download, cfg.image_size)
-    labels = data.labels if bool((data.labels >= 0).all()) else None
-    return Dataset(cfg.name, data.images, labels)
-
-
-def shard_indices(n: int, num_shards: int, shard: int, mode: str = "split") -> np.ndarray:
-    """Indices of one cell's shard: a strided disjoint split, or everything ("replicate")."""
-    if not 0 <= shard < num_shards:
-        raise IndexError(f"shard {shard} of {num_shards}")
-    if mode == "replicate":
-        return np.arange(n)
-    if mode != "split":
-        raise ValueError(f"unknown sharding {mode!r}; allowed: split, replicate")
-    if n < num_shards:
-        raise ValueError(f"{n} samples cannot be split into {num_shards} non-empty shards")
-    return np.arange(shard, n, num_shards)
-
-
-def cell_shard(dataset: Dataset, cfg: DataConfig, num_cells: int, cell: int) -> Tensor:
-    """The samples cell `cell` trains on."""
-    idx = shard_indices(len(dataset.samples), num_cells, cell, cfg.sharding)
-    return dataset.samples[torch.from_numpy(idx)].contiguous()
+    return get_source(cfg.name).load(cfg, seed)

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.error import URLError
 
 import numpy as np
@@ -91,6 +91,42 @@ class ImageData:
         return int(self.images.shape[0])
 
 
+@dataclass(frozen=True)
+class ImageArrays:
+    """A built-in image set in stored form: what the `Dataset` of a run holds.
+
+    Attributes:
+        pixels: uint8 ``(N, C, H, W)``.
+        labels: int64 ``(N,)``, or None (CelebA).
+        max_value: the pixel value that maps to 1.0 (255, or 16 for ``digits8x8``).
+    """
+
+    pixels: np.ndarray
+    labels: np.ndarray | None
+    max_value: float
+
+
+def load_image_arrays(
+    name: str,
+    root: str | Path = "./data",
+    download: bool = False,
+    image_size: int | None = None,
+    train: bool = True,
+) -> ImageArrays:
+    """A built-in image set as uint8 pixels (see `load_image_dataset` for the arguments).
+
+    A resized set is requantised to 0..255 after antialiased bilinear resizing.
+    """
+    data = _load_native(name, root, download, train, image_size)
+    labels = data.labels.numpy() if data.num_classes else None
+    max_value = _MAX_VALUES.get(name, 255.0)
+    if image_size is not None and image_size != data.pixels.shape[-1]:
+        resized = _resize(_to_unit_range(data.pixels, max_value), image_size)
+        pixels = ((resized + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+        return ImageArrays(pixels.numpy(), labels, 255.0)
+    return ImageArrays(data.pixels.numpy(), labels, max_value)
+
+
 def load_image_dataset(
     name: str,
     root: str | Path = "./data",
@@ -121,6 +157,29 @@ def load_image_dataset(
         ValueError: For an unknown name or a non-positive image size.
         DatasetMissingError: When the files are missing and cannot be downloaded.
     """
+    data = _load_native(name, root, download, train, image_size)
+    images = _to_unit_range(data.pixels, _MAX_VALUES.get(name, 255.0))
+    if image_size is not None and image_size != data.pixels.shape[-1]:
+        images = _resize(images, image_size)
+    return ImageData(images, data.labels, data.name, data.num_classes)
+
+
+_MAX_VALUES = {"digits8x8": 16.0}
+
+
+class _Native(NamedTuple):
+    """A set as decoded: uint8 ``(N, C, H, W)`` pixels, labels (-1: unknown), classes."""
+
+    pixels: torch.Tensor
+    labels: torch.Tensor
+    name: str
+    num_classes: int
+
+
+def _load_native(
+    name: str, root: str | Path, download: bool, train: bool, image_size: int | None
+) -> _Native:
+    """The set as stored, at its native size (CelebA is cropped and resized while decoding)."""
     if name not in IMAGE_DATASETS:
         raise ValueError(f"unknown image data set {name!r}; choose one of {IMAGE_DATASETS}")
     if image_size is not None and image_size <= 0:
@@ -135,9 +194,7 @@ def load_image_dataset(
     elif name == "cifar10":
         data = _load_cifar10(root, download, train)
     else:
-        return _load_celeba(root, download, image_size or _CELEBA_DEFAULT_SIZE, train)
-    if image_size is not None and image_size != data.shape[1]:
-        data = ImageData(_resize(data.images, image_size), data.labels, data.name, data.num_classes)
+        data = _load_celeba(root, download, image_size or _CELEBA_DEFAULT_SIZE, train)
     return data
 
 
@@ -169,20 +226,20 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
 
 
-def _load_mnist5k() -> ImageData:
+def _load_mnist5k() -> _Native:
     x, y = _mnist5k_arrays()
     pixels = torch.from_numpy(x).reshape(-1, 1, 28, 28)
     labels = torch.from_numpy(y).clone()
-    return ImageData(_to_unit_range(pixels, 255.0), labels, "mnist5k", 10)
+    return _Native(pixels.to(torch.uint8), labels, "mnist5k", 10)
 
 
-def _load_digits8x8() -> ImageData:
+def _load_digits8x8() -> _Native:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     pixels = torch.from_numpy(np.asarray(digits.data, dtype=np.float32)).reshape(-1, 1, 8, 8)
     labels = torch.from_numpy(np.array(digits.target, dtype=np.int64))
-    return ImageData(_to_unit_range(pixels, 16.0), labels, "digits8x8", 10)
+    return _Native(pixels.to(torch.uint8), labels, "digits8x8", 10)
 
 
 def _missing_error(
@@ -252,12 +309,12 @@ def _open_mnist_like(name: str, root: Path, download: bool, train: bool) -> Any:
     )
 
 
-def _load_mnist_like(name: str, root: Path, download: bool, train: bool) -> ImageData:
+def _load_mnist_like(name: str, root: Path, download: bool, train: bool) -> _Native:
     dataset = _open_mnist_like(name, root, download, train)
     # .data is already a uint8 (N, 28, 28) tensor, far faster than decoding PIL images.
     pixels = dataset.data.unsqueeze(1)
     labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
-    return ImageData(_to_unit_range(pixels, 255.0), labels.clone(), name, 10)
+    return _Native(pixels, labels.clone(), name, 10)
 
 
 def _open_cifar10(root: Path, download: bool, train: bool) -> Any:
@@ -275,12 +332,12 @@ def _open_cifar10(root: Path, download: bool, train: bool) -> Any:
     )
 
 
-def _load_cifar10(root: Path, download: bool, train: bool) -> ImageData:
+def _load_cifar10(root: Path, download: bool, train: bool) -> _Native:
     dataset = _open_cifar10(root, download, train)
     # .data is a uint8 (N, H, W, C) numpy array.
     pixels = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2)
     labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
-    return ImageData(_to_unit_range(pixels, 255.0), labels, "cifar10", 10)
+    return _Native(pixels.contiguous(), labels, "cifar10", 10)
 
 
 def _open_celeba(root: Path, download: bool, train: bool) -> Any:
@@ -305,7 +362,7 @@ def _open_celeba(root: Path, download: bool, train: bool) -> Any:
         ),
     )
 
-def _load_celeba(root: Path, download: bool, image_size: int, train: bool) -> ImageData:
+def _load_celeba(root: Path, download: bool, image_size: int, train: bool) -> _Native:
     from PIL import Image
     from torchvision import datasets
 
@@ -326,4 +383,4 @@ def _load_celeba(root: Path, download: bool, image_size: int, train: bool) -> Im
             img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
         pixels[i] = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
     labels = torch.full((len(filenames),), -1, dtype=torch.int64)
-    return ImageData(_to_unit_range(pixels, 255.0), labels, "celeba", 0)
+    return _Native(pixels, labels, "celeba", 0)

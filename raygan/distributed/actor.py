@@ -3,10 +3,13 @@
 `CellActor` is a plain class; `remote_cell_class` turns it into an actor class at run time, so
 the engine never depends on ray. Snapshots are numpy dicts put in the object store by the actor
 that made them; neighbours read them zero-copy, and the controller only ever holds references.
+The training set comes the same way: the driver puts it once, every actor receives its
+reference as a constructor argument and reads the node's one copy zero-copy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Sequence
@@ -24,7 +27,7 @@ from raygan.core.cell import Snapshot, cell_seeds
 from raygan.core.individual import numpy_to_tensors, tensors_to_numpy
 from raygan.core.packed.group import CellGroup
 from raygan.core.report import CellReport
-from raygan.data import load_dataset
+from raygan.data import Dataset, load_dataset
 from raygan.distributed.resources import memory_fraction
 from raygan.engine.task import build_cell, grid_of, metric_context
 
@@ -45,6 +48,22 @@ def _resolve_snapshots(refs: Sequence[Any]) -> list[Snapshot]:
     return values
 
 
+def share_dataset(dataset: Dataset) -> ObjectRef:
+    """Put `dataset` in the object store, once, so that every process reads it zero-copy.
+
+    Ray stores a plain contiguous numpy array as an out-of-band buffer: one copy per node,
+    which a reader gets as a read-only view. A memory map (an `.npy` or a folder's cache) or a
+    non-contiguous array would be pickled into the object instead and copied by every reader,
+    so the arrays go in as plain contiguous ones (a view of a contiguous memory map; a copy
+    only of a strided array).
+    """
+    def plain(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a).view(np.ndarray)
+
+    labels = None if dataset.labels is None else plain(dataset.labels)
+    return ray.put(dataclasses.replace(dataset, store=plain(dataset.store), labels=labels))
+
+
 @dataclass(frozen=True)
 class LocalSnapshot:
     """A neighbour handle the pool rewrites for a cell on the same actor: the actor reads the
@@ -59,9 +78,13 @@ class CellActor:
     Args:
         config: the run configuration.
         cells: the grid indices of the cells it hosts.
+        dataset: the run's data set; passed as the reference the driver put (Ray resolves it
+            to a read-only view of the node's object store, shared by every actor there). The
+            cells' shards are indices into it. None: loaded here (a copy per actor).
     """
 
-    def __init__(self, config: RunConfig, cells: Sequence[int]) -> None:
+    def __init__(self, config: RunConfig, cells: Sequence[int],
+                 dataset: Dataset | None = None) -> None:
         res = config.resources
         torch.set_num_threads(res.cell_threads(len(cells)))
         # snapshots read from the object store are read-only numpy views; `load_numpy` copies
@@ -73,7 +96,8 @@ class CellActor:
             if fraction is not None:
                 torch.cuda.set_per_process_memory_fraction(fraction, self.device)
         seeds = cell_seeds(config.seed, grid_of(config).size)
-        dataset = load_dataset(config.data, config.seed)
+        if dataset is None:
+            dataset = load_dataset(config.data, config.seed)
         context = metric_context(config, dataset, str(self.device))
         self.group = CellGroup(
             [build_cell(config, i, seeds[i], dataset, context, self.device) for i in cells],

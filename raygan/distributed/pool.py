@@ -8,6 +8,9 @@ generation the pool keeps a reference to every actor's cell states (produced by 
 as its reports, so it costs no extra round trip). If an actor dies, the pool recreates it in
 the same bundle, restores every cell to the start of the interrupted generation and runs that
 generation again, so a run with failures gives the same results as one without.
+
+The training set is put in the object store once (`share_dataset`); every actor, restarted ones
+too, gets that one reference and reads the node's copy zero-copy.
 """
 
 from __future__ import annotations
@@ -19,16 +22,19 @@ from typing import Any, TypeVar
 import numpy as np
 import ray
 import torch
+from ray import ObjectRef
 from ray.exceptions import ObjectLostError, RayActorError, RayError
 from ray.util.placement_group import PlacementGroup, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from torch import Tensor
 
-from raygan.config import RunConfig
+from raygan.config import ConfigError, RunConfig
+from raygan.core.custom import worker_import_problem
 from raygan.core.individual import numpy_to_tensors, tensors_to_numpy
 from raygan.core.report import CellReport
 from raygan.core.task import Scored
-from raygan.distributed.actor import LocalSnapshot, remote_cell_class
+from raygan.data import Dataset, load_dataset
+from raygan.distributed.actor import LocalSnapshot, remote_cell_class, share_dataset
 from raygan.distributed.resources import (
     actor_options,
     describe_request,
@@ -61,6 +67,9 @@ class RayCellPool:
         bundle_offset: index of actor 0's bundle in `placement_group`.
         force: run a request beyond raygan's own local Ray on oversubscribed logical CPUs, and
             skip the memory estimate (see `raygan.engine.capacity`).
+        dataset: the run's data set: loaded (`engine.task.prepare`; put here, once), the
+            reference of one already put (`share_dataset`; a Tune trial's), or None (loaded
+            here). Every actor gets the same reference.
 
     Attributes:
         size: number of cells.
@@ -77,13 +86,21 @@ class RayCellPool:
         placement_group: PlacementGroup | None = None,
         bundle_offset: int = 0,
         force: bool = False,
+        dataset: Dataset | ObjectRef | None = None,
     ) -> None:
         self.config = config
         self.size = grid_of(config).size
         res = config.resources
         ensure_ray(cpus=res.cpus_per_cell * self.size if force else 0.0)
+        if dataset is None:
+            dataset = load_dataset(config.data, config.seed)
         if placement_group is None and cluster_is_private():  # every process is on this machine
-            check_memory(config, ray=True, tune=False, force=force)
+            check_memory(config, ray=True, tune=False, force=force,
+                         dataset=dataset if isinstance(dataset, Dataset) else None)
+        # the pool keeps the reference for restarted actors; no copy stays in this process
+        self._data: ObjectRef | None = (share_dataset(dataset) if isinstance(dataset, Dataset)
+                                         else dataset)
+        del dataset
         self.max_retries = max_retries
         self.restarts = 0
         self.workers = res.workers(self.size)
@@ -113,8 +130,12 @@ class RayCellPool:
             ray.get([a.ping.remote() for a in self.actors])
             # restart point before the first generation
             self._states: list[Any] = [a.state_dict.remote() for a in self.actors]
-        except BaseException:
+        except BaseException as exc:
             self.close()
+            # the driver imported networks.kind 'custom's module; a worker could not
+            problem = worker_import_problem(str(exc)) if isinstance(exc, RayError) else None
+            if problem is not None:
+                raise ConfigError(problem) from None
             raise
 
     # -- placement --------------------------------------------------------------------------
@@ -129,7 +150,7 @@ class RayCellPool:
         return reserve(bundles, res, what)
 
     def _new_actor(self, index: int) -> Any:
-        assert self._pg is not None, "the pool is closed"
+        assert self._pg is not None and self._data is not None, "the pool is closed"
         strategy = PlacementGroupSchedulingStrategy(
             placement_group=self._pg, placement_group_bundle_index=self._offset + index
         )
@@ -138,7 +159,7 @@ class RayCellPool:
         return actor_cls.options(
             runtime_env=options["runtime_env"],
             scheduling_strategy=strategy,
-        ).remote(self.config, self.workers[index])
+        ).remote(self.config, self.workers[index], self._data)
 
     def _rows(self, actor: int, inputs: Sequence[Any] | None) -> list[list[Any]] | None:
         """The rows of `actor`'s cells from every cell's neighbour handles, with the handles
@@ -264,6 +285,7 @@ class RayCellPool:
             except Exception:  # already dead or Ray shut down: nothing left to release
                 pass
         self.actors = []
+        self._data = None  # the object store lets go of the data set once no one holds it
         if self._pg is not None and self._owns_pg:
             try:
                 remove_placement_group(self._pg)

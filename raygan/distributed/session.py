@@ -26,6 +26,7 @@ from ray.exceptions import GetTimeoutError
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 
 from raygan.config import ResourcesConfig, RunConfig
+from raygan.data import Dataset
 from raygan.distributed.resources import fitting_shares, trial_bundles, trials_at_once, unmet
 from raygan.engine.capacity import CapacityError, check_memory
 from raygan.engine.task import grid_of
@@ -198,9 +199,12 @@ def _may_autoscale() -> bool:
     return bootstrap.exists() or "RAY_CLUSTER_NAME" in os.environ
 
 
-def check_trials(config: RunConfig, *, sweep: bool, force: bool = False) -> None:
+def check_trials(
+    config: RunConfig, *, sweep: bool, force: bool = False, dataset: Dataset | None = None
+) -> None:
     """Refuse Tune trials of `config` that the cluster cannot place or, on raygan's own local
-    instance, that this machine's memory cannot hold (see `check_request`, `check_memory`).
+    instance, that this machine's memory cannot hold (see `check_request`, `check_memory`;
+    `dataset`: the loaded training set, whose size the memory estimate counts).
 
     Raises:
         CapacityError: one line, unless `force` (for what a user may know better).
@@ -215,7 +219,7 @@ def check_trials(config: RunConfig, *, sweep: bool, force: bool = False) -> None
     if cluster_is_private():
         at_once = trials_at_once(bundles, cluster, _trial_count(config, sweep),
                                  config.tune.max_concurrent_trials)
-        check_memory(config, ray=True, tune=True, trials=at_once, force=force)
+        check_memory(config, ray=True, tune=True, trials=at_once, force=force, dataset=dataset)
 
 
 def trial_cpus(config: RunConfig) -> float:

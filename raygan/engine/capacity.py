@@ -2,13 +2,17 @@
 
 A grid's memory grows with its cells: each holds its centre networks with their gradients and
 Adam state, a weight average, the snapshots it publishes and checkpoints, one read-only copy
-per neighbour, and its data shard (a whole copy of the data set under `data.sharding:
-replicate`); each process that holds cells pays for Python, torch and raygan and loads the data
-set once; the libraries' code is shared by all processes. The constants were measured on CPU
-runs of `raygan train` (peak resident memory of 1 to 100 cells, toy and MNIST data, both
-neighbourhoods; proportional set size for runs of several processes); the estimate is within
-about 20% of them, which is enough to refuse a 100x100 grid on a 24 GB machine before it
-swaps.
+per neighbour, and its data shard, which is indices into the data set (8 bytes a sample, the
+whole set's count under `data.sharding: replicate`); each process that holds cells pays for
+Python, torch and raygan; the libraries' code is shared by all processes. The data set itself
+is held once on the machine in its stored form (uint8 pixels, float32 vectors): in the process
+of a plain local run, in Ray's object store for Ray and Tune runs, whose processes read it
+zero-copy (`raygan.distributed.pool.share_dataset`). Its size is the loaded set's when the
+driver has loaded it (`engine.task.prepare`), else what the config tells (the built-in sets).
+The constants were measured on CPU runs of `raygan train` (peak resident memory of 1 to 100
+cells, toy and MNIST data, both neighbourhoods; proportional set size for runs of several
+processes); the estimate is within about 20% of them, which is enough to refuse a 100x100 grid
+on a 24 GB machine before it swaps.
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ import importlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from raygan.config import ConfigError, GridConfig, LossesConfig, NetworksConfig, RunConfig
 from raygan.core.grid import Grid
 from raygan.engine.task import grid_of
+
+if TYPE_CHECKING:
+    from raygan.data import Dataset
 
 MIB = 2**20
 GIB = 2**30
@@ -50,7 +58,10 @@ neighbours, 15.6 with 8)."""
 
 IMAGE_SAMPLES = {"mnist5k": 5000, "digits8x8": 1797, "mnist": 60000, "fashion_mnist": 60000,
                  "cifar10": 50000, "celeba": 162770}
-"""Training images of each image data set (the whole split is held in memory)."""
+"""Training images of each built-in image set (the whole split is held, as uint8 pixels)."""
+
+INDEX_BYTES = 8
+"""A shard's bytes per sample: an int64 index into the shared data set."""
 
 
 class CapacityError(ConfigError):
@@ -63,10 +74,12 @@ class MemoryEstimate:
 
     Attributes:
         cells: cells held, over all trials.
-        cell_bytes: one cell (networks, optimizer state, neighbour copies, data shard).
+        cell_bytes: one cell (networks, optimizer state, neighbour copies, shard indices).
         processes: processes holding cells, over all trials.
-        process_bytes: one such process (interpreter, libraries, the data set).
+        process_bytes: one such process (interpreter, libraries).
         fixed_bytes: the libraries, and a Ray run's driver and Ray's own processes.
+        data_bytes: the data set in its stored form, held once on this machine whatever the
+            trials, processes and cells.
     """
 
     cells: int
@@ -74,16 +87,20 @@ class MemoryEstimate:
     processes: int
     process_bytes: float
     fixed_bytes: float
+    data_bytes: float = 0.0
 
     @property
     def total(self) -> float:
         """Bytes of the whole run."""
-        return self.fixed_bytes + self.processes * self.process_bytes + self.cells * self.cell_bytes
+        return (self.fixed_bytes + self.data_bytes + self.processes * self.process_bytes
+                + self.cells * self.cell_bytes)
 
     def describe(self) -> str:
-        """`about 70.0 GiB (10000 cells x 7.1 MiB + 1 process x 0.4 GiB + 0.4 GiB shared)`."""
+        """`about 72.4 GiB (10000 cells x 7.1 MiB + 1 process x 0.4 GiB + 2.4 GiB data + 0.4
+        GiB shared)`."""
         parts = [f"{_count(self.cells, 'cell')} x {self.cell_bytes / MIB:.1f} MiB",
                  f"{_count(self.processes, 'process')} x {self.process_bytes / GIB:.1f} GiB",
+                 f"{self.data_bytes / GIB:.1f} GiB data",
                  f"{self.fixed_bytes / GIB:.1f} GiB shared"]
         return f"about {self.total / GIB:.1f} GiB ({' + '.join(parts)})"
 
@@ -92,13 +109,15 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"
 
 
-def pair_bytes(config: RunConfig) -> int:
+def pair_bytes(config: RunConfig, shape: tuple[int, ...] | None = None) -> int:
     """Bytes of one generator-discriminator pair's parameters and buffers, built once on the CPU.
 
     0 when the networks cannot be built from the config alone (an architecture search draws
-    the genomes), so the estimate then counts the processes and data only.
+    the genomes, or the sample `shape` is unknown before the data is loaded), so the estimate
+    then counts the processes and data only.
     """
-    return _pair_bytes(config.networks, config.losses, sample_shape(config))
+    shape = shape if shape is not None else sample_shape(config)
+    return _pair_bytes(config.networks, config.losses, shape) if shape else 0
 
 
 @functools.lru_cache(maxsize=8)  # `_most_cells` asks again for every grid size it tries
@@ -118,20 +137,36 @@ def _pair_bytes(networks: NetworksConfig, losses: LossesConfig, shape: tuple[int
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def sample_shape(config: RunConfig) -> tuple[int, ...]:
-    """One sample's shape, without loading the data."""
+def sample_shape(config: RunConfig) -> tuple[int, ...] | None:
+    """One sample's shape, without loading the data (None: known once loaded)."""
     if config.data.is_toy:
         return (2,)
+    if config.data.name not in IMAGE_SAMPLES:
+        return None
     from raygan.data.images import image_shape
 
     return image_shape(config.data.name, config.data.image_size)
 
 
 def data_samples(config: RunConfig) -> int:
-    """Samples in the training set, without loading it."""
+    """Samples in the training set, without loading it (0: known once loaded)."""
     if config.data.is_toy:
         return config.data.samples
     return IMAGE_SAMPLES.get(config.data.name, 0)
+
+
+def data_size(
+    config: RunConfig, dataset: Dataset | None = None
+) -> tuple[int, int, tuple[int, ...] | None]:
+    """Samples, stored bytes and one sample's shape of the training set: the loaded
+    `dataset`'s, else what the config tells without loading it (toy points are float32, the
+    built-in images uint8; 0 samples and no shape for data known only once loaded)."""
+    if dataset is not None:
+        return len(dataset), dataset.nbytes, dataset.sample_shape
+    shape = sample_shape(config)
+    samples = data_samples(config)
+    per_sample = 4 * 2 if config.data.is_toy else math.prod(shape) if shape else 0
+    return samples, samples * per_sample, shape
 
 
 def _on_gpu(config: RunConfig, cells_here: bool) -> bool:
@@ -142,7 +177,13 @@ def _on_gpu(config: RunConfig, cells_here: bool) -> bool:
 
 
 def estimate_memory(
-    config: RunConfig, *, ray: bool, tune: bool, trials: int = 1, cells: int | None = None
+    config: RunConfig,
+    *,
+    ray: bool,
+    tune: bool,
+    trials: int = 1,
+    cells: int | None = None,
+    dataset: Dataset | None = None,
 ) -> MemoryEstimate:
     """The memory of `trials` runs of `config` side by side on this machine.
 
@@ -152,16 +193,17 @@ def estimate_memory(
         tune: the cells run in Tune trials (each trial's controller is a process of its own).
         trials: trials at once.
         cells: cells per trial instead of the grid's (to find how many fit).
+        dataset: the loaded training set (its size and sample shape), else what the config
+            tells (`data_size`).
     """
     g = config.grid
     n = g.rows * g.cols if cells is None else cells
     neighbours = _mean_neighbours(g)
-    sample = math.prod(sample_shape(config)) * 4  # float32
-    samples = data_samples(config)
+    samples, stored, shape = data_size(config, dataset)
     shard = samples if config.data.sharding == "replicate" else samples / max(n, 1)
     on_gpu = _on_gpu(config, cells_here=not ray)
-    networks = 0.0 if on_gpu else (PAIR_COPIES + neighbours) * pair_bytes(config)
-    cell = CELL_BYTES + networks + (0 if on_gpu else shard * sample)
+    networks = 0.0 if on_gpu else (PAIR_COPIES + neighbours) * pair_bytes(config, shape)
+    cell = CELL_BYTES + networks + shard * INDEX_BYTES
     res = config.resources
     holders = len(res.workers(n)) if res.backend == "ray" else 1
     per_trial = holders + (1 if tune and res.backend == "ray" else 0)
@@ -169,8 +211,10 @@ def estimate_memory(
         cells=n * trials,
         cell_bytes=cell,
         processes=per_trial * trials,
-        process_bytes=PROCESS_BYTES + samples * sample,
+        process_bytes=PROCESS_BYTES,
         fixed_bytes=LIBRARY_BYTES + (RAY_BYTES if ray else 0),
+        # one copy: in the object store (Ray) or the run's process, read by every cell
+        data_bytes=stored,
     )
 
 
@@ -212,11 +256,12 @@ def check_memory(
     trials: int = 1,
     force: bool = False,
     available: int | None = None,
+    dataset: Dataset | None = None,
 ) -> MemoryEstimate:
     """Refuse a run whose estimated memory exceeds what this machine has available.
 
     Args:
-        config, ray, tune, trials: as for `estimate_memory`.
+        config, ray, tune, trials, dataset: as for `estimate_memory`.
         force: only return the estimate (the user knows better).
         available: bytes available (default `available_memory()`).
 
@@ -224,11 +269,11 @@ def check_memory(
         CapacityError: one line with the estimate, what is available and the largest grid
             that fits.
     """
-    estimate = estimate_memory(config, ray=ray, tune=tune, trials=trials)
+    estimate = estimate_memory(config, ray=ray, tune=tune, trials=trials, dataset=dataset)
     room = available_memory() if available is None else available
     if force or estimate.total <= room:
         return estimate
-    fits = _most_cells(config, room, ray=ray, tune=tune, trials=trials)
+    fits = _most_cells(config, room, ray=ray, tune=tune, trials=trials, dataset=dataset)
     side = math.isqrt(fits)
     advice = (f"at most about {fits} cells fit (e.g. grid {side}x{side})" if fits
               else "not even one cell fits")
@@ -241,11 +286,13 @@ def check_memory(
     )
 
 
-def _most_cells(config: RunConfig, room: float, *, ray: bool, tune: bool, trials: int) -> int:
+def _most_cells(config: RunConfig, room: float, *, ray: bool, tune: bool, trials: int,
+                dataset: Dataset | None) -> int:
     """The most cells per trial whose estimate fits in `room` bytes (0 if none)."""
     low, high = 0, grid_of(config).size
     while low < high:  # the estimate grows with the cells
         mid = (low + high + 1) // 2
-        total = estimate_memory(config, ray=ray, tune=tune, trials=trials, cells=mid).total
+        total = estimate_memory(config, ray=ray, tune=tune, trials=trials, cells=mid,
+                                dataset=dataset).total
         low, high = (mid, high) if total <= room else (low, mid - 1)
     return low

@@ -123,7 +123,7 @@ class RunOutputs:
         previews = [scored.preview for scored in summary.evaluation]
         title = f"{cfg.name}: cell {best} mixture, generation {gen}"
         written = [self.out / "samples.png"]
-        if cfg.data.is_toy:
+        if previews[best].ndim == 2:  # toy points or vectors
             real, modes = self._real_points()
             plot_toy_samples(written[0], previews[best], real, modes, title)
         else:
@@ -154,8 +154,7 @@ class RunOutputs:
             from raygan.data import load_dataset
 
             data = load_dataset(self.config.data, self.config.seed)
-            assert data.modes is not None
-            self._real = (data.samples[:5000], data.modes)
+            self._real = (data.head(5000), data.modes)
         return self._real  # type: ignore[no-any-return]
 
     def flush(self, controller: Controller) -> None:

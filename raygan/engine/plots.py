@@ -19,20 +19,31 @@ def plot_toy_samples(
     path: str | Path,
     samples: Tensor,
     real: Tensor,
-    modes: np.ndarray,
+    modes: np.ndarray | None,
     title: str = "",
 ) -> None:
-    """Scatter of generated points over real points, with the modes marked."""
+    """Scatter of generated points over real points, with the modes marked (toy mixtures).
+
+    Vectors of more than two dimensions are shown on the real data's first two principal
+    axes, the view in which the real data spreads most.
+    """
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-    r = real.detach().cpu().numpy()
-    s = samples.detach().cpu().numpy()
+    r = real.detach().cpu().double().numpy()
+    s = samples.detach().cpu().double().numpy()
+    if r.shape[1] > 2:
+        centre = r.mean(axis=0)
+        axes = np.linalg.svd(r - centre, full_matrices=False)[2][:2].T
+        r, s = (r - centre) @ axes, (s - centre) @ axes
+        ax.set_xlabel("principal axis 1 of the real data")
+        ax.set_ylabel("principal axis 2")
     ax.scatter(r[:, 0], r[:, 1], s=2, c="0.7", label="real")
     ax.scatter(s[:, 0], s[:, 1], s=2, c="tab:blue", alpha=0.6, label="generated")
-    ax.scatter(modes[:, 0], modes[:, 1], marker="x", c="tab:red", s=30, label="modes")
-    span = float(np.abs(modes).max()) * 1.5 + 0.1
-    ax.set_xlim(-span, span)
-    ax.set_ylim(-span, span)
-    ax.set_aspect("equal")
+    if modes is not None:
+        ax.scatter(modes[:, 0], modes[:, 1], marker="x", c="tab:red", s=30, label="modes")
+        span = float(np.abs(modes).max()) * 1.5 + 0.1
+        ax.set_xlim(-span, span)
+        ax.set_ylim(-span, span)
+        ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=7, markerscale=3)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()

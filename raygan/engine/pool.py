@@ -18,7 +18,7 @@ from raygan.core.cell import Cell, cell_seeds, resolve_device
 from raygan.core.packed.group import CellGroup
 from raygan.core.report import CellReport
 from raygan.core.task import Scored
-from raygan.data import load_dataset
+from raygan.data import Dataset, load_dataset
 from raygan.engine.task import build_cell, grid_of, metric_context
 
 T = TypeVar("T")
@@ -90,12 +90,15 @@ class LocalCellPool:
 
     Args:
         config: the run configuration.
+        dataset: the run's data set, as `engine.task.prepare` loaded it (every cell's shard
+            indexes this one copy); None: loaded here.
     """
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, dataset: Dataset | None = None) -> None:
         n = grid_of(config).size
         torch.set_num_threads(config.resources.cell_threads())
-        dataset = load_dataset(config.data, config.seed)
+        if dataset is None:
+            dataset = load_dataset(config.data, config.seed)
         device = resolve_device(config.training.device)
         context = metric_context(config, dataset, str(device))
         seeds = cell_seeds(config.seed, n)

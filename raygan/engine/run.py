@@ -10,11 +10,11 @@ history, TensorBoard, figures, final scores); `step` runs one generation and rec
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from raygan.config import RunConfig
+from raygan.data import Dataset
 from raygan.engine.checkpoint import (
     checkpoint_exists,
     load_checkpoint_or_previous,
@@ -23,10 +23,19 @@ from raygan.engine.checkpoint import (
 from raygan.engine.controller import Controller, GenerationSummary
 from raygan.engine.outputs import RunOutputs
 from raygan.engine.pool import CellPool, LocalCellPool
-from raygan.engine.task import check_inputs
+from raygan.engine.task import prepare
 from raygan.metrics.catalog import format_scores
 
-PoolFactory = Callable[[RunConfig], CellPool]
+
+class PoolFactory(Protocol):
+    """Builds a run's cell pool over the data set the driver loaded (`LocalCellPool`,
+    `raygan.distributed.RayCellPool`)."""
+
+    def __call__(self, config: RunConfig, *, dataset: Dataset) -> CellPool:
+        """The pool of `config`'s cells, training on `dataset`."""
+        ...
+
+
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -110,17 +119,24 @@ def train(
     out_dir: str | Path,
     *,
     pool_factory: PoolFactory = LocalCellPool,
+    dataset: Dataset | None = None,
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
 ) -> Controller:
     """Run (or resume) a coevolution run, writing results to `out_dir`.
 
+    The data set is loaded once, here (`engine.task.prepare`), and handed to the pool: the
+    local pool's cells index it in this process, the Ray pool puts it in the object store once
+    and this process lets go of it.
+
     Args:
         config: the run configuration (ignored in favour of the checkpoint's when resuming,
             except for `training.generations`, which may extend the run).
         out_dir: output directory.
         pool_factory: builds the cell pool (local or Ray).
+        dataset: what `prepare(config)` returned with `config` (a caller that already checked
+            the data with it); None, or resuming: prepared here.
         resume: continue from `out_dir/checkpoint.pt`.
         stop_after: stop after this many generations in this call (tests, time budgets).
         progress: print progress to stderr.
@@ -140,8 +156,11 @@ def train(
             f"{out} already holds a run; resume it with `raygan resume {out}` or choose another "
             "output directory (--out)"
         )
-    check_inputs(config, cells_here=config.resources.backend == "local")
-    run = Run(config, pool_factory(config), out)
+    if dataset is None or resume:
+        config, dataset = prepare(config, cells_here=config.resources.backend == "local")
+    pool = pool_factory(config, dataset=dataset)
+    del dataset  # the Ray pool holds it in the object store; no second copy stays here
+    run = Run(config, pool, out)
     try:
         if resume:
             run.restore(controller_state, cell_states)

@@ -13,9 +13,11 @@ import torch
 
 from raygan.config import ConfigError, RunConfig
 from raygan.core.cell import Cell, resolve_device
+from raygan.core.custom import check_custom_networks
 from raygan.core.grid import Grid
 from raygan.core.task import CellTask
 from raygan.data import Dataset, cell_shard, load_dataset
+from raygan.metrics.catalog import BUILTIN_IMAGE_DATASETS as IMAGE_DATASETS
 from raygan.metrics.registry import MetricContext, evaluate, objective_fn
 
 
@@ -51,10 +53,44 @@ def check_inputs(config: RunConfig, cells_here: bool = True) -> None:
         from raygan.metrics.image import check_inception_weights
 
         check_inception_weights(config.metrics.inception_weights)
-    if not config.data.is_toy:
+    if config.data.name in IMAGE_DATASETS:
         from raygan.data.images import check_image_dataset
 
         check_image_dataset(config.data.name, config.data.root, config.data.download)
+
+
+def prepare(config: RunConfig, cells_here: bool = True) -> tuple[RunConfig, Dataset]:
+    """What a run's driver does before any cell or trial starts: check the inputs
+    (`check_inputs`), load the data once, check the config against it (networks, metrics,
+    batch size) and write out the metrics that default from it.
+
+    Returns:
+        The config every process of the run uses, and the data set to share with them.
+
+    Raises:
+        ConfigError: one line (a `DataError` for data that cannot be used).
+        FileNotFoundError: a built-in set's or a weights file is missing.
+    """
+    check_inputs(config, cells_here)
+    dataset = load_dataset(config.data, config.seed)
+    config = config.for_data(dataset.kind)
+    if config.networks.kind == "custom":  # a dry forward pass: a wrong shape is one line here
+        check_custom_networks(config, dataset.sample_shape)
+    n = len(dataset)
+    _check_batch(config, n if config.data.sharding == "replicate" else n // grid_of(config).size,
+                 n)
+    return config, dataset
+
+
+def _check_batch(config: RunConfig, shard: int, total: int) -> None:
+    """A generation must hold at least one full batch."""
+    batch, size = config.training.batch_size, grid_of(config).size
+    if batch > shard:
+        raise ConfigError(
+            f"training.batch_size: {batch} is larger than the {shard} samples a cell trains on "
+            f"({total} in {config.data.name!r}, data.sharding {config.data.sharding!r} over "
+            f"{size} cells); use at most {shard}"
+        )
 
 
 def metric_context(config: RunConfig, dataset: Dataset, device: str = "cpu") -> MetricContext:
@@ -91,14 +127,8 @@ def build_cell(
     dev = resolve_device(config.training.device) if device is None else torch.device(device)
     context = context if context is not None else metric_context(config, dataset, str(dev))
     names = config.metric_names
-    shard = cell_shard(dataset, config.data, grid.size, index)
-    batch = config.training.batch_size
-    if batch > len(shard):  # a generation would be one short batch
-        raise ConfigError(
-            f"training.batch_size: {batch} is larger than the {len(shard)} samples cell {index} "
-            f"trains on ({len(dataset.samples)} in {config.data.name!r}, data.sharding "
-            f"{config.data.sharding!r} over {grid.size} cells); use at most {len(shard)}"
-        )
+    shard = cell_shard(dataset, config.data.sharding, grid.size, index, dev)
+    _check_batch(config, len(shard), len(dataset))
     task = CellTask(
         data=shard,
         mixture_score=objective_fn(context, config.mixture_objective),

@@ -8,10 +8,20 @@ compute the metrics live in `raygan.metrics.registry`; a test checks both list t
 Families: one feature extractor computes all the metrics of its family at once.
 - `toy`: mode coverage of the 2-D Gaussian mixtures (PacGAN/VEEGAN protocol).
 - `reference`: the reference protocol of ALGORITHM.md, a small CNN (conv 10 - conv 20 -
-  fc 50 - fc 10) trained on the data set; FID on its 10 class logits, TVD between
-  predicted-class histograms, the Inception-style score of its class probabilities.
+  fc 50 - fc K up to 28x28, `WideCNN` above) trained on the data set; FID on its K class
+  logits, TVD between predicted-class histograms, the Inception-style score of its class
+  probabilities.
 - `lenet`: FID on the 128 pre-activation features of a larger LeNet (raygan's older `fid`).
 - `inception`: FID on Inception-v3 pool3 features (natural images; needs a weights file).
+- `swd`: sliced Wasserstein distance, on Laplacian-pyramid patches of images (ProGAN protocol)
+  or in data space for vectors; any unlabelled data, no download.
+- `kid`: kernel distance (KID) on the features of a fixed random convolutional network.
+- `energy`: energy distance between vectors in data space.
+
+Which metrics apply is a property of the data, a `DataKind`: its form (toy mixture, images,
+vectors), whether it has class labels and whether it is natural (photographs). The config knows
+the kind from `data.name` for the built-in sets; for a user's array or Python source it is known
+only once the data is loaded, and the driver checks the names again then.
 """
 
 from __future__ import annotations
@@ -22,13 +32,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Family = Literal["toy", "reference", "lenet", "inception"]
+Family = Literal["toy", "reference", "lenet", "inception", "swd", "kid", "energy"]
+Form = Literal["toy", "images", "vectors"]
 
 BEST_PREFIX = "best/"
 FLOOR_SUFFIX = "_floor"
 UNLABELLED_DATASETS: tuple[str, ...] = ("celeba",)
 NATURAL_DATASETS: tuple[str, ...] = ("cifar10", "celeba")
 TOY_DATASETS: tuple[str, ...] = ("ring8", "grid25")
+BUILTIN_IMAGE_DATASETS: tuple[str, ...] = (
+    "mnist5k", "digits8x8", "mnist", "fashion_mnist", "cifar10", "celeba",
+)
 INCEPTION_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
 INCEPTION_TORCHSCRIPT_URL = (
     "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
@@ -74,54 +88,101 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("inception_score", "reference", False, False, "IS of the reference CNN"),
         MetricSpec("fid_lenet", "lenet", True, True, "FID on 128-d LeNet features"),
         MetricSpec("fid_inception", "inception", True, True, "FID on Inception-v3 pool3"),
+        MetricSpec("swd", "swd", True, True,
+                   "sliced Wasserstein distance (x 1e3 on image pyramids; data space for vectors)"),
+        MetricSpec("kid", "kid", True, True, "KID (x 1e3) on random convolutional features"),
+        MetricSpec("energy", "energy", True, True, "energy distance in data space"),
     )
 }
 
-
-def data_kind(dataset: str) -> str:
-    """`toy`, `natural` (CIFAR-10, CelebA) or `digits` (the MNIST-like sets)."""
-    if dataset in TOY_DATASETS:
-        return "toy"
-    return "natural" if dataset in NATURAL_DATASETS else "digits"
-
-
-def applies_to(spec: MetricSpec, dataset: str) -> bool:
-    """Whether the metric can be computed on the named data set."""
-    if spec.family == "toy":
-        return dataset in TOY_DATASETS
-    if dataset in TOY_DATASETS:
-        return False
-    return spec.family == "inception" or dataset not in UNLABELLED_DATASETS
+_FORMS: dict[Family, tuple[Form, ...]] = {
+    "toy": ("toy",), "reference": ("images",), "lenet": ("images",), "inception": ("images",),
+    "swd": ("images", "vectors"), "kid": ("images",), "energy": ("vectors",),
+}
+_NEEDS_LABELS: tuple[Family, ...] = ("reference", "lenet")
 
 
-def default_names(dataset: str) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class DataKind:
+    """What the metrics need to know about a data set.
+
+    Attributes:
+        name: `data.name`, for messages.
+        form: toy mixture, images (C, H, W) or vectors (D,); None while unknown (a user's
+            array or Python source before it is loaded).
+        labelled: whether every sample has a class label; None while unknown.
+        natural: photographs (CIFAR-10, CelebA), whose default metric is Inception FID.
+    """
+
+    name: str
+    form: Form | None = None
+    labelled: bool | None = None
+    natural: bool = False
+
+    @property
+    def known(self) -> bool:
+        """Whether form and labels are both known."""
+        return self.form is not None and self.labelled is not None
+
+
+def builtin_kind(name: str) -> DataKind | None:
+    """The kind of a built-in data set, or None for a source whose kind depends on its files."""
+    if name in TOY_DATASETS:
+        return DataKind(name, "toy", False)
+    if name in BUILTIN_IMAGE_DATASETS:
+        return DataKind(name, "images", name not in UNLABELLED_DATASETS, name in NATURAL_DATASETS)
+    return None
+
+
+def _problem(spec: MetricSpec, kind: DataKind) -> str | None:
+    """Why `spec` cannot be computed on data of `kind` (None: it can, or it may once the data
+    is loaded)."""
+    forms = _FORMS[spec.family]
+    if kind.form is not None and kind.form not in forms:
+        if spec.family == "toy":
+            return "needs a Gaussian mixture with known modes (data.name ring8 or grid25)"
+        return f"needs {' or '.join(forms)}, but {kind.name!r} holds {kind.form}"
+    if kind.form is None and forms == ("toy",):
+        return "needs a Gaussian mixture with known modes (data.name ring8 or grid25)"
+    if spec.family in _NEEDS_LABELS and kind.labelled is False:
+        return (f"trains a classifier on class labels, which {kind.name!r} does not have "
+                "(data.labels: folders for an image folder, a y array in an .npz)")
+    return None
+
+
+def applies_to(spec: MetricSpec, kind: DataKind) -> bool:
+    """Whether the metric can be computed on data of this kind (or may be, while unknown)."""
+    return _problem(spec, kind) is None
+
+
+def default_names(kind: DataKind) -> tuple[str, ...]:
     """The metrics reported when `metrics.names` is not set."""
-    kind = data_kind(dataset)
-    if kind == "toy":
+    if kind.form == "toy":
         return ("mode_tvd", "modes_covered", "hq_fraction", "reverse_kl", "coverage_score")
-    if kind == "natural":
+    if kind.natural:
         return ("fid_inception",)
-    return ("fid", "tvd", "inception_score")
+    if kind.form == "images" and kind.labelled:
+        return ("fid", "tvd", "inception_score")
+    if kind.form == "images":
+        return ("swd", "kid")
+    if kind.form == "vectors":
+        return ("swd", "energy")
+    return ("swd",)  # unknown until loaded: the one metric of both images and vectors
 
 
-def default_rank_by(dataset: str) -> str:
+def default_rank_by(kind: DataKind) -> str:
     """The metric that ranks cells and trials when `metrics.rank_by` is not set."""
-    return {"toy": "mode_tvd", "natural": "fid_inception", "digits": "fid"}[data_kind(dataset)]
+    return default_names(kind)[0]
 
 
-def default_objective(dataset: str) -> str:
-    """What the mixture ES minimises when `mixture.objective` is not set."""
-    kind = data_kind(dataset)
-    return "coverage_score" if kind == "toy" else default_rank_by(dataset)
-
-
-def check_name(name: str, dataset: str) -> str | None:
-    """None if `name` is a metric that applies to `dataset`, else a one-line reason."""
-    allowed = [n for n, s in METRICS.items() if applies_to(s, dataset)]
+def check_name(name: str, kind: DataKind) -> str | None:
+    """None if `name` is a metric that applies to data of `kind`, else a one-line reason."""
+    allowed = [n for n, s in METRICS.items() if applies_to(s, kind)]
     if name in allowed:
         return None
     if name in METRICS:
-        return f"{name!r} does not apply to data set {dataset!r}; allowed: {', '.join(allowed)}"
+        return (f"{name!r} {_problem(METRICS[name], kind)}; allowed for {kind.name!r}: "
+                f"{', '.join(allowed)}")
     hint = difflib.get_close_matches(name, allowed, n=1)
     extra = f" (did you mean {hint[0]!r}?)" if hint else ""
     return f"unknown metric {name!r}{extra}; allowed: {', '.join(allowed)}"

@@ -3,8 +3,11 @@
 FID and inception score need a network that "knows" the data set. For the digit sets a
 few-second CNN is far cheaper than Inception and, unlike Inception, needs no download.
 `ReferenceCNN` is the reference protocol's network (conv 10 - conv 20 - fc 50 - fc 10, whose
-10 class logits are the FID features); `LeNet` is a wider one with 128-d features. Trained
-models are cached on disk keyed by the architecture, the data content and the settings.
+10 class logits are the FID features), `WideCNN` takes its place for images larger than 28x28,
+and `LeNet` is a wider one with 128-d features (the networks live in `raygan.metrics.cnn`).
+A classifier trains on at most `CLASSIFIER_MAX_IMAGES` images of the data set (a float copy
+made only while it trains). Trained models are cached on disk keyed by the architecture, the
+data content and the settings.
 """
 
 from __future__ import annotations
@@ -15,163 +18,40 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from raygan.atomic import atomic_write
-from raygan.core.networks import reset_parameters
+from raygan.data.dataset import Dataset
 from raygan.data.images import ImageData
+from raygan.metrics.cnn import (
+    ARCHITECTURES,
+    FEATURE_DIM,
+    Classifier,
+    LeNet,
+    ReferenceCNN,
+    WideCNN,
+    architecture_for,
+    build_classifier,
+    max_pool2,
+)
+
+__all__ = [
+    "ARCHITECTURES", "FEATURE_DIM", "Classifier", "LeNet", "ReferenceCNN", "WideCNN",
+    "architecture_for", "build_classifier", "max_pool2",
+]
 
 # Bump whenever an architecture or the training procedure changes, so stale caches are ignored.
 CLASSIFIER_VERSION = "classifier-v3"
-FEATURE_DIM = 128
 # Bytes hashed per data set: enough to tell data sets apart, cheap for 60k images.
 _FINGERPRINT_BYTES = 1 << 20
-
-
-class LeNet(nn.Module):
-    """Two conv blocks plus two fully connected layers, for any supported input size.
-
-    Adaptive pooling to a fixed 4x4 grid lets one architecture serve 8x8, 28x28, 32x32 and
-    64x64 inputs with 1 or 3 channels.
-
-    Args:
-        in_channels: Number of image channels (1 or 3).
-        num_classes: Number of output classes.
-        feature_dim: Size of the penultimate feature vector.
-    """
-
-    def __init__(self, in_channels: int, num_classes: int, feature_dim: int = FEATURE_DIM) -> None:
-        super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"LeNet supports 1 or 3 input channels, got {in_channels}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        if feature_dim <= 0:
-            raise ValueError(f"feature_dim must be positive, got {feature_dim}")
-        self.in_channels = in_channels
-        self.num_classes = num_classes
-        self.feature_dim = feature_dim
-        self.body = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 5, padding=2),
-            nn.ReLU(True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 5, padding=2),
-            nn.ReLU(True),
-            nn.AdaptiveMaxPool2d(4),
-            nn.Flatten(),
-            nn.Linear(64 * 4 * 4, feature_dim),
-        )
-        self.head = nn.Sequential(nn.ReLU(), nn.Linear(feature_dim, num_classes))
-
-    def arch_args(self) -> dict[str, int]:
-        """Return the constructor arguments, stored with cached weights to rebuild the model."""
-        return {
-            "in_channels": self.in_channels,
-            "num_classes": self.num_classes,
-            "feature_dim": self.feature_dim,
-        }
-
-    def reset_parameters(self, generator: torch.Generator) -> None:
-        """Re-draw all weights with PyTorch's default scheme from an explicit generator."""
-        reset_parameters(self, generator)
-
-    def features(self, x: Tensor) -> Tensor:
-        """Penultimate features of shape ``(B, feature_dim)``.
-
-        They are taken before the ReLU: pre-activations have no dead (constant) dimensions,
-        which keeps the feature covariance used by FID well conditioned.
-        """
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected images of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
-        return self.body(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Class logits of shape ``(B, num_classes)``."""
-        return self.head(self.features(x))
-
-
-class ReferenceCNN(nn.Module):
-    """The reference protocol's classifier: conv 10 - conv 20 - fc 50 - fc K, on 28x28 input.
-
-    Lipizzaner and Mustangs score MNIST with this network (its FID features are the K class
-    logits). Inputs of another size are resized to 28x28 first, so the architecture is the
-    same for 8x8 digits and 32x32 images.
-
-    Args:
-        in_channels: Number of image channels (1 or 3).
-        num_classes: Number of output classes.
-    """
-
-    INPUT_SIZE = 28
-
-    def __init__(self, in_channels: int, num_classes: int) -> None:
-        super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"ReferenceCNN supports 1 or 3 input channels, got {in_channels}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        self.in_channels = in_channels
-        self.num_classes = num_classes
-        self.feature_dim = num_classes
-        self.conv1 = nn.Conv2d(in_channels, 10, kernel_size=5)
-        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
-        self.conv2_drop = nn.Dropout2d(0.5)
-        self.fc1 = nn.Linear(320, 50)
-        self.fc1_drop = nn.Dropout(0.5)
-        self.fc2 = nn.Linear(50, num_classes)
-
-    def arch_args(self) -> dict[str, int]:
-        """Return the constructor arguments, stored with cached weights to rebuild the model."""
-        return {"in_channels": self.in_channels, "num_classes": self.num_classes}
-
-    def reset_parameters(self, generator: torch.Generator) -> None:
-        """Re-draw all weights with PyTorch's default scheme from an explicit generator."""
-        reset_parameters(self, generator)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Class logits of shape ``(B, num_classes)``."""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected images of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
-        if tuple(x.shape[-2:]) != (self.INPUT_SIZE, self.INPUT_SIZE):
-            x = nn.functional.interpolate(
-                x, size=(self.INPUT_SIZE, self.INPUT_SIZE), mode="bilinear", align_corners=False
-            )
-        x = nn.functional.relu(max_pool2(self.conv1(x)))
-        x = nn.functional.relu(max_pool2(self.conv2_drop(self.conv2(x))))
-        x = self.fc1_drop(nn.functional.relu(self.fc1(x.flatten(1))))
-        return self.fc2(x)
-
-    def features(self, x: Tensor) -> Tensor:
-        """The FID features of the reference protocol: the class logits."""
-        return self.forward(x)
-
-    def head(self, features: Tensor) -> Tensor:
-        """Class logits from `features` (which already are the logits)."""
-        return features
-
-
-def max_pool2(x: Tensor) -> Tensor:
-    """2x2 max pooling with stride 2 of even-sized maps, equal to `max_pool2d(x, 2)`.
-
-    Three element-wise maxima of strided views: on the CPU six times faster than
-    `max_pool2d` on these small maps, which made up two thirds of the mixture ES's FID time.
-    """
-    return torch.maximum(
-        torch.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
-        torch.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]),
-    )
-
-
-Classifier = LeNet | ReferenceCNN
-ARCHITECTURES: dict[str, type[LeNet] | type[ReferenceCNN]] = {
-    "lenet": LeNet,
-    "reference": ReferenceCNN,
-}
+CLASSIFIER_MAX_IMAGES = 60_000
+"""Images a metrics classifier trains on at most: all of MNIST, Fashion-MNIST and CIFAR-10
+(so their classifiers are those trained on the whole set), a seeded subset of larger sets."""
+CLASSIFIER_MAX_BYTES = 1 << 30
+"""Bytes of float32 images a metrics classifier trains on at most (64x64 colour: 21,845)."""
+CLASSIFIER_SUBSET_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -207,6 +87,7 @@ DEFAULT_SETTINGS: dict[str, ClassifierSettings] = {
     # the tiny reference network needs more passes; shifts of 2 px take MNIST-5k's held-out
     # accuracy from 98.0 % to 99.2 % at 30 epochs (about 15 s on 2 cores)
     "reference": ClassifierSettings(epochs=30, lr=3e-3, shift=2),
+    "wide": ClassifierSettings(epochs=15, lr=3e-3, shift=2),
 }
 """Training settings of each architecture's metrics classifier."""
 
@@ -268,7 +149,7 @@ def train_classifier(
         data: Labelled image data set.
         settings: Training settings.
         device: Torch device to train on.
-        arch: ``"lenet"`` or ``"reference"``.
+        arch: a name in :data:`ARCHITECTURES` (``"lenet"``, ``"reference"``, ``"wide"``).
 
     Returns:
         The model in eval mode and its accuracy on the held-out part, which is never
@@ -286,7 +167,7 @@ def train_classifier(
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(settings.seed)
         generator = torch.Generator().manual_seed(settings.seed)
-        model = ARCHITECTURES[arch](data.shape[0], data.num_classes)
+        model = build_classifier(arch, data.shape, data.num_classes)
         model.reset_parameters(generator)
         shift = 0 if settings.shift == 0 else max(1, round(settings.shift * data.shape[1] / 28))
         model.to(device)
@@ -296,14 +177,14 @@ def train_classifier(
         schedule = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch
         )
-        images, labels = data.images[train_idx], data.labels[train_idx]
         model.train()
         for _ in range(settings.epochs):
             order = torch.randperm(len(train_idx), generator=generator)
             for i in range(0, len(order), settings.batch_size):
-                batch = order[i : i + settings.batch_size]
-                logits = model(random_shift(images[batch], shift, generator).to(device))
-                loss = nn.functional.cross_entropy(logits, labels[batch].to(device))
+                # gathered per batch: no second copy of the training images
+                batch = train_idx[order[i : i + settings.batch_size]]
+                logits = model(random_shift(data.images[batch], shift, generator).to(device))
+                loss = nn.functional.cross_entropy(logits, data.labels[batch].to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -312,15 +193,51 @@ def train_classifier(
     return model.eval(), held_accuracy
 
 
-def data_fingerprint(data: ImageData) -> str:
-    """Cheap content hash: shape, dtype and a strided subsample of image and label bytes."""
+def data_fingerprint(data: ImageData | Dataset) -> str:
+    """Cheap content hash: shape, dtype and a strided subsample of image and label bytes.
+
+    A `Dataset` hashes to the same digest as the `ImageData` of its float images: the strided
+    elements are converted from the stored form, so no float copy of the set is made.
+    """
     digest = hashlib.sha256()
-    digest.update(f"{data.name}|{tuple(data.images.shape)}|{data.images.dtype}".encode())
-    flat = data.images.detach().cpu().contiguous().view(-1)
-    stride = max(1, flat.numel() * flat.element_size() // _FINGERPRINT_BYTES)
-    digest.update(flat[::stride].numpy().tobytes())
-    digest.update(data.labels.detach().cpu().contiguous().numpy().tobytes())
+    if isinstance(data, ImageData):
+        shape, numel = tuple(data.images.shape), data.images.numel()
+        labels = data.labels.detach().cpu().contiguous().numpy()
+    else:
+        shape, numel = (len(data), *data.sample_shape), data.store.size
+        labels = data.label_array(np.arange(len(data)))
+    digest.update(f"{data.name}|{shape}|{torch.float32}".encode())
+    stride = max(1, numel * 4 // _FINGERPRINT_BYTES)  # 4: bytes of a float32 element
+    if isinstance(data, ImageData):
+        picked = data.images.detach().cpu().contiguous().view(-1)[::stride]
+    else:
+        flat = torch.from_numpy(np.ascontiguousarray(data.store.reshape(-1)[::stride]))
+        picked = flat.to(torch.float32) * data.scale + data.shift
+    digest.update(picked.numpy().tobytes())
+    digest.update(labels.tobytes())
     return digest.hexdigest()
+
+
+def classifier_subset(n: int, sample_shape: tuple[int, ...]) -> np.ndarray:
+    """Indices of the images a metrics classifier trains on: all of them in order when they fit
+    `CLASSIFIER_MAX_IMAGES` and `CLASSIFIER_MAX_BYTES`, else a seeded sorted random subset."""
+    per_image = 4 * math.prod(sample_shape)
+    cap = max(2, min(CLASSIFIER_MAX_IMAGES, CLASSIFIER_MAX_BYTES // per_image))
+    if n <= cap:
+        return np.arange(n)
+    rng = np.random.default_rng(CLASSIFIER_SUBSET_SEED)
+    return np.sort(rng.choice(n, cap, replace=False))
+
+
+def classifier_data(dataset: Dataset) -> ImageData:
+    """The float images (of `classifier_subset`) a metrics classifier trains on.
+
+    Labels are -1 for a set without labels (which `train_classifier` refuses).
+    """
+    idx = classifier_subset(len(dataset), dataset.sample_shape)
+    labels = torch.from_numpy(dataset.label_array(idx))
+    classes = dataset.num_classes or (int(labels.max()) + 1 if dataset.labels is not None else 0)
+    return ImageData(dataset.take(idx).contiguous(), labels, dataset.name, classes)
 
 
 def classifier_cache_key(
@@ -353,7 +270,7 @@ def load_or_train_classifier(
         settings: Training settings (part of the cache key).
         cache_dir: Directory of cached classifiers; created when missing.
         device: Torch device for the returned model.
-        arch: ``"lenet"`` or ``"reference"`` (part of the cache key).
+        arch: a name in :data:`ARCHITECTURES` (part of the cache key).
 
     Returns:
         The model in eval mode and its held-out accuracy (stored with the cached weights).

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from raygan.atomic import atomic_write
+from raygan.data.dataset import Dataset
 from raygan.data.images import ImageData
 from raygan.metrics.catalog import INCEPTION_HELP
 from raygan.metrics.classifier import Classifier, data_fingerprint
@@ -211,33 +212,39 @@ class FeatureScorer:
 
     @classmethod
     def create(
-        cls, extractor: Extractor, data: ImageData, cache_dir: str | Path, n_eval: int
+        cls, extractor: Extractor, data: ImageData | Dataset, cache_dir: str | Path, n_eval: int
     ) -> FeatureScorer:
         """Load or compute the reference statistics and the floor for ``data``.
 
         Args:
             extractor: The feature extractor.
-            data: The real data set.
+            data: The real data set: float images, or a `Dataset` in stored form (only the
+                reference and floor sets are converted to float).
             cache_dir: Directory of cached statistics; created when missing.
             n_eval: Samples an evaluation scores (the floor set's size).
         """
+        shape: tuple[int, ...] = data.shape if isinstance(data, ImageData) else data.sample_shape
+        gather = (lambda idx: data.images[idx]) if isinstance(data, ImageData) else data.take
+        if len(shape) != 3:
+            raise ValueError(f"image metrics need images (C, H, W), got samples of {shape}")
         ref_idx, floor_idx = reference_split(len(data), n_eval)
         payload = (f"{data.name}|{data_fingerprint(data)}|{extractor.key}|{len(ref_idx)}|"
                    f"{len(floor_idx)}|{STATS_VERSION}")
         digest = hashlib.sha256(payload.encode()).hexdigest()[:24]
         path = Path(cache_dir) / f"real-stats-{data.name}-{digest}.npz"
         cached = _read_stats(path)
+        image_shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         if cached is not None:
-            return cls(extractor, *cached, data.shape)
-        features, probs = extractor.outputs(data.images[ref_idx])
+            return cls(extractor, *cached, image_shape)
+        features, probs = extractor.outputs(gather(ref_idx))
         scorer = cls(
             extractor,
             RealStatistics(*feature_statistics(features)),
             None if probs is None else class_histogram(probs),
             {},
-            data.shape,
+            image_shape,
         )
-        scorer.floors = scorer.score(data.images[floor_idx])
+        scorer.floors = scorer.score(gather(floor_idx))
         scorer.floors.pop("inception_score", None)  # a real-data value, not a floor
         hist = np.zeros(0) if scorer.histogram is None else scorer.histogram
         atomic_write(

@@ -4,7 +4,9 @@
 family registers `fn(ctx, samples) -> {name: value}`, and `evaluate` runs every family the
 requested names need once, returning those names plus their real-data floors
 (`fid_floor`, ...). `MetricContext` holds what the families share for one data set (toy modes,
-the trained classifiers, Inception, cached real statistics), built on first use.
+the trained classifiers, Inception, cached real statistics, the distance families' reference
+sets), built on first use. The distance families (`swd`, `kid`, `energy`) need no labels and
+no download; their floor is a real floor set's distance to the reference set, as for FID.
 """
 
 from __future__ import annotations
@@ -36,8 +38,51 @@ def register_family(name: str) -> Callable[[FamilyFn], FamilyFn]:
 
 
 @dataclass
+class DistanceScorer:
+    """A distance of samples to a fixed real reference set, with its real-data floor.
+
+    Attributes:
+        name: the metric it computes (`swd`, `kid`, `energy`).
+        distance: samples -> distance to the reference set.
+        floors: `{name: the distance of a real floor set}`.
+    """
+
+    name: str
+    distance: Callable[[Tensor], float]
+    floors: dict[str, float]
+
+    def score(self, samples: Tensor) -> dict[str, float]:
+        """`{name: distance}` of `samples`."""
+        return {self.name: self.distance(samples)}
+
+
+def _distance(family: str, reference: Tensor, device: str) -> Callable[[Tensor], float]:
+    """The distance of `family` to the real `reference` samples."""
+    if family == "swd":
+        from raygan.metrics.swd import ImageSWD, VectorSWD
+
+        return ImageSWD(reference) if reference.ndim == 4 else VectorSWD(reference)
+    from raygan.metrics.kid import KID, EnergyDistance
+
+    if family == "kid":
+        if reference.ndim != 4:
+            raise ValueError(f"kid needs images, got samples of shape {tuple(reference.shape)}")
+        return KID(reference, device)
+    return EnergyDistance(reference)
+
+
+DISTANCE_FAMILIES: tuple[str, ...] = ("swd", "kid", "energy")
+
+
+@dataclass
 class MetricContext:
     """Shared per-data-set state for metrics.
+
+    It holds no float copy of the data set: the distance families and Inception read their
+    real reference and floor sets (at most 1,000 and `eval_samples` samples) with
+    `Dataset.take`, and the classifier families train on a capped float subset
+    (`raygan.metrics.classifier.classifier_data`) that is dropped once the classifier is
+    trained or loaded.
 
     Attributes:
         dataset: the real data.
@@ -55,16 +100,31 @@ class MetricContext:
     _scorers: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def scorer(self, family: str) -> Any:
-        """The `FeatureScorer` of an image family, built (or loaded from cache) once."""
+        """The scorer of a family (`FeatureScorer` or `DistanceScorer`), built once."""
         if family not in self._scorers:
-            self._scorers[family] = self._build_scorer(family)
+            build = self._build_distance if family in DISTANCE_FAMILIES else self._build_scorer
+            scorer = build(family)
+            scores = " ".join(f"{k}={v:.3g}" for k, v in scorer.floors.items())
+            print(f"raygan: metrics: {family} features for {self.dataset.name}"
+                  f"{_accuracy_note(scorer)}; real data scores {scores}", file=sys.stderr,
+                  flush=True)
+            self._scorers[family] = scorer
         return self._scorers[family]
 
+    def _build_distance(self, family: str) -> DistanceScorer:
+        from raygan.metrics.image import reference_split
+
+        ds = self.dataset
+        ref_idx, floor_idx = reference_split(len(ds), self.eval_samples)
+        distance = _distance(family, ds.take(ref_idx, self.device), self.device)
+        return DistanceScorer(family, distance, {family: distance(ds.take(floor_idx, self.device))})
+
     def _build_scorer(self, family: str) -> Any:
-        from raygan.data.images import ImageData
         from raygan.metrics.classifier import (
             DEFAULT_SETTINGS,
+            architecture_for,
             classifier_cache_key,
+            classifier_data,
             load_or_train_classifier,
         )
         from raygan.metrics.image import ClassifierExtractor, FeatureScorer, InceptionFID
@@ -72,36 +132,27 @@ class MetricContext:
         ds = self.dataset
         if not ds.is_image:
             raise ValueError(f"{family} metrics need image data, not {ds.name!r}")
-        labels = ds.labels
-        classes = int(labels.max()) + 1 if labels is not None else 0
-        data = ImageData(ds.samples, labels if labels is not None else _no_labels(ds), ds.name,
-                         classes)
         cache = Path(self.cache_dir).expanduser()
         extractor: Any
         if family == "inception":
             extractor = InceptionFID(self.inception_weights, device=self.device)
         else:
-            settings = DEFAULT_SETTINGS[family]
-            model, acc = load_or_train_classifier(data, settings, cache, self.device, family)
-            extractor = ClassifierExtractor(model, acc, classifier_cache_key(data, settings,
-                                                                             family))
-        scorer = FeatureScorer.create(extractor, data, cache, self.eval_samples)
-        accuracy = getattr(extractor, "accuracy", None)
-        what = "" if accuracy is None else f", held-out accuracy {100 * accuracy:.1f} %"
-        print(f"raygan: metrics: {family} features for {ds.name}{what}; real data scores "
-              + " ".join(f"{k}={v:.3g}" for k, v in scorer.floors.items()),
-              file=sys.stderr, flush=True)
-        return scorer
+            data = classifier_data(ds)  # the float subset lives only while this runs
+            arch = architecture_for(family, ds.sample_shape)
+            settings = DEFAULT_SETTINGS[arch]
+            model, acc = load_or_train_classifier(data, settings, cache, self.device, arch)
+            extractor = ClassifierExtractor(model, acc, classifier_cache_key(data, settings, arch))
+            del data
+        return FeatureScorer.create(extractor, ds, cache, self.eval_samples)
 
     def classifier_accuracy(self, family: str = "reference") -> float:
         """Held-out accuracy of a classifier family's network."""
         return float(self.scorer(family).extractor.accuracy)
 
 
-def _no_labels(ds: Dataset) -> Tensor:
-    import torch
-
-    return torch.full((len(ds.samples),), -1, dtype=torch.int64)
+def _accuracy_note(scorer: Any) -> str:
+    accuracy = getattr(getattr(scorer, "extractor", None), "accuracy", None)
+    return "" if accuracy is None else f", held-out accuracy {100 * accuracy:.1f} %"
 
 
 @register_family("toy")
@@ -122,7 +173,8 @@ _PUBLIC: dict[str, dict[str, str]] = {
 
 
 def _public(family: str, raw: dict[str, float]) -> dict[str, float]:
-    return {_PUBLIC[family].get(key, key): value for key, value in raw.items()}
+    names = _PUBLIC.get(family, {})
+    return {names.get(key, key): value for key, value in raw.items()}
 
 
 @register_family("reference")
@@ -141,6 +193,24 @@ def lenet(ctx: MetricContext, samples: Tensor) -> dict[str, float]:
 def inception(ctx: MetricContext, samples: Tensor) -> dict[str, float]:
     """FID on Inception-v3 pool3 features."""
     return _public("inception", {"fid": ctx.scorer("inception").fid(samples)})
+
+
+@register_family("swd")
+def swd(ctx: MetricContext, samples: Tensor) -> dict[str, float]:
+    """Sliced Wasserstein distance: Laplacian-pyramid patches of images, or vectors."""
+    return ctx.scorer("swd").score(samples)
+
+
+@register_family("kid")
+def kid(ctx: MetricContext, samples: Tensor) -> dict[str, float]:
+    """KID (x 1e3) on the features of a fixed random convolutional network."""
+    return ctx.scorer("kid").score(samples)
+
+
+@register_family("energy")
+def energy(ctx: MetricContext, samples: Tensor) -> dict[str, float]:
+    """Energy distance in data space."""
+    return ctx.scorer("energy").score(samples)
 
 
 def floors(ctx: MetricContext, names: Sequence[str]) -> dict[str, float]:

@@ -41,11 +41,15 @@ LOG_NAME = "evolve.jsonl"
 
 
 def data_shape_of(config: RunConfig) -> tuple[int, ...]:
-    """One image's shape under `config.data`, without loading the data (the driver of a
-    cluster sweep may not hold it)."""
-    from raygan.data.images import image_shape
+    """One image's shape under `config.data`: known for the built-in sets, else read from the
+    data (a folder's cache or an array's header make that cheap)."""
+    from raygan.data.images import IMAGE_DATASETS, image_shape
 
-    return image_shape(config.data.name, config.data.image_size)
+    if config.data.name in IMAGE_DATASETS:
+        return image_shape(config.data.name, config.data.image_size)
+    from raygan.data import load_dataset
+
+    return load_dataset(config.data, config.seed).sample_shape
 
 
 def make_evolve_scheduler(config: RunConfig) -> ElitistEvolution:

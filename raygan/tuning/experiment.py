@@ -22,15 +22,17 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from raygan.config import ConfigError, RunConfig
-from raygan.engine.task import check_inputs
+from raygan.data import Dataset
+from raygan.engine.task import prepare
 from raygan.errors import StorageError, storage_problem
 from raygan.metrics.catalog import best_scores, format_scores
 from raygan.tuning.section import SearchDomain, clamp_to_space, perturbation_bounds
 from raygan.tuning.trainable import (
     CoevolutionTrainable,
+    SharedData,
     run_config_of,
+    share_data,
     trial_config,
-    with_absolute_paths,
 )
 
 
@@ -51,12 +53,16 @@ def experiment_path(storage_path: str, name: str) -> str:
 
 
 def start_ray(
-    config: RunConfig | None = None, *, sweep: bool = False, force: bool = False
+    config: RunConfig | None = None,
+    *,
+    sweep: bool = False,
+    force: bool = False,
+    dataset: Dataset | None = None,
 ) -> None:
     """Join the cluster (`RAY_ADDRESS`, or the last `ray start` here) or start a local one.
 
     With `config`, refuse trials the cluster cannot place or this machine cannot hold
-    (`raygan.distributed.session.check_trials`; `force`: see there).
+    (`raygan.distributed.session.check_trials`; `force`, `dataset`: see there).
     """
     from raygan.distributed.session import check_trials, ensure_ray, trial_cpus
 
@@ -81,7 +87,7 @@ def start_ray(
     # a restarted trial's result.json may not have reached storage yet; Tune warns, then writes it
     logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
     if config is not None:
-        check_trials(config, sweep=sweep, force=force)
+        check_trials(config, sweep=sweep, force=force, dataset=dataset)
 
 
 def storage_failure(error: BaseException | None) -> str | None:
@@ -242,6 +248,7 @@ def build_tuner(
     name: str | None = None,
     quiet: bool = False,
     callbacks: list[Callback] | None = None,
+    data: SharedData | None = None,
 ) -> tune.Tuner:
     """A `Tuner` for `config`: a one-trial run (`sweep=False`) or the sweep in `tune`.
 
@@ -252,6 +259,8 @@ def build_tuner(
         name: experiment name (default the config's name).
         quiet: no progress lines.
         callbacks: more Tune callbacks (after the progress printer).
+        data: the training set the driver shared (`share_data`), handed to every trial;
+            None: each trial loads its own.
     """
     run_config_of(trial_config(config))  # fail here, not in the first trial
     t = config.tune
@@ -286,8 +295,11 @@ def build_tuner(
         trial_name_creator=_trial_name,
         trial_dirname_creator=_trial_name,
     )
+    # the trials get the reference (Tune puts the small `SharedData` once), not the data
+    trainable = (CoevolutionTrainable if data is None
+                 else tune.with_parameters(CoevolutionTrainable, data=data))
     return tune.Tuner(
-        CoevolutionTrainable,
+        trainable,
         param_space=param_space(config, sweep),
         tune_config=tune_config,
         run_config=run_config,
@@ -307,6 +319,9 @@ def run_experiment(
     """Run a new experiment (see `build_tuner` for the arguments); returns its path and results.
 
     `force` runs trials that raygan estimates this machine or cluster cannot hold (`start_ray`).
+    The data is loaded here, once, before Ray starts (`engine.task.prepare`: bad data is one
+    line), and shared with every trial (`share_data`); the trials run the config `prepare`
+    returns, with the metrics that default from the data written out.
 
     Raises:
         FileExistsError: when the experiment directory already holds an experiment.
@@ -318,11 +333,13 @@ def run_experiment(
             f"{path} already holds an experiment; continue it with `raygan resume {path}`, "
             "or choose another --name or --storage"
         )
-    check_inputs(with_absolute_paths(config, os.getcwd()), cells_here=False)
-    start_ray(config, sweep=sweep, force=force)
-    tuner = build_tuner(
-        config, sweep=sweep, storage_path=storage, name=name, quiet=quiet, callbacks=callbacks
-    )
+    # relative paths mean this directory here, as in the trials (`with_absolute_paths`)
+    config, dataset = prepare(config, cells_here=False)
+    start_ray(config, sweep=sweep, force=force, dataset=dataset)
+    data = share_data(config, dataset)
+    del dataset  # the object store holds it now; this process keeps the reference only
+    tuner = build_tuner(config, sweep=sweep, storage_path=storage, name=name, quiet=quiet,
+                        callbacks=callbacks, data=data)
     if not is_uri(path):  # what `resume_experiment` rebuilds the Tuner from
         from raygan.tuning.restore import write_settings
 
@@ -361,12 +378,16 @@ def resume_experiment(path: str) -> ResultGrid:
     state = read_experiment_state(folder)
     config, sweep, quiet = read_settings(folder, state)
     refuse_foreign_pickles(folder, state)
+    config, dataset = prepare(config, cells_here=False)  # as `run_experiment` shares it
     start_ray()
+    data = share_data(config, dataset)
+    del dataset
     controller_log = logging.getLogger("ray.tune.execution.tune_controller")
     if not any(isinstance(f, _DeletedCheckpointFilter) for f in controller_log.filters):
         controller_log.addFilter(_DeletedCheckpointFilter())
     tuner = build_tuner(  # writes tuner.pkl anew, from this process's objects
-        config, sweep=sweep, storage_path=str(folder.parent), name=folder.name, quiet=quiet
+        config, sweep=sweep, storage_path=str(folder.parent), name=folder.name, quiet=quiet,
+        data=data,
     )
     prepare_resume(folder, state, tuner, config.tune.max_concurrent_trials or 0)
     mark_restored(tuner)

@@ -353,32 +353,13 @@ def sample_best_mixture(checkpoint: str | Path, n: int, seed: int = 0) -> tuple[
     """
     import torch
 
-    from raygan.engine.checkpoint import CheckpointError, load_checkpoint
-    from raygan.engine.controller import Controller
-    from raygan.engine.pool import LocalCellPool
+    from raygan.export import best_cell
 
-    config, controller_state, cell_states = load_checkpoint(checkpoint)
-    if config.training.device != "cpu" and not torch.cuda.is_available():
-        config = config.replace(**{"training.device": "cpu"})
-    pool = LocalCellPool(config)
-    pool.load_state_dicts(cell_states)
-    controller = Controller(config, pool)
-    controller.load_state_dict(controller_state)
-    best = controller.best_cell
-    broken = {i: cell.nonfinite_networks() for i, cell in enumerate(pool.cells)}
-    if all(broken.values()):
-        raise CheckpointError(f"{checkpoint}: every cell is non-finite (NaN or inf weights); "
-                              "there is no mixture to sample")
-    if broken[best]:
-        raise CheckpointError(
-            f"{checkpoint}: the best cell, {best}, has non-finite {' and '.join(broken[best])} "
-            "weights; refusing to sample it (training on re-seeds it from a finite neighbour "
-            "and re-ranks the cells)")
-    inputs = controller.route(pool.publish())[best]
-    samples = pool.sample(best, inputs, n, seed)
+    config, cell, inputs = best_cell(checkpoint)
+    samples = cell.sample(inputs, n, seed)
     if not bool(torch.isfinite(samples).all()):
-        raise CheckpointError(f"{checkpoint}: the best mixture (cell {best}) draws non-finite "
-                              "samples; refusing to write them")
+        raise CheckpointError(f"{checkpoint}: the best mixture (cell {cell.index}) draws "
+                              "non-finite samples; refusing to write them")
     return samples, config
 
 
@@ -392,10 +373,9 @@ def write_samples(samples: Any, config: RunConfig, out: str | Path) -> list[Path
     npy, png = out.with_suffix(".npy"), out.with_suffix(".png")
     np.save(npy, samples.numpy())
     title = f"{config.name}: {len(samples)} samples of the best mixture"
-    if config.data.is_toy:
+    if samples.ndim == 2:  # toy points or vectors
         data = load_dataset(config.data, config.seed)
-        assert data.modes is not None
-        plot_toy_samples(png, samples, data.samples[:5000], data.modes, title)
+        plot_toy_samples(png, samples, data.head(5000), data.modes, title)
     else:
         plot_image_samples(png, samples[:400], title)
     return [npy, png]

@@ -13,6 +13,11 @@ The trial drives the engine's `Run`, the same run loop as `raygan train`, so its
 holds the same files as a plain run's (`raygan.engine.outputs`: logs, `history.parquet`,
 `tensorboard/`, figures, `final.json`), beside Tune's `checkpoint_*/checkpoint.pt` (the
 engine's checkpoint), `result.json` and `params.json`.
+
+The experiment's driver loads the training set once and puts it in the object store
+(`share_data`); trials receive its reference through `tune.with_parameters` (`SharedData`):
+cells in the trial's process read it zero-copy, and a trial's cell actors get the same
+reference, so a node holds one copy whatever the trials and cells.
 """
 
 from __future__ import annotations
@@ -23,16 +28,18 @@ import math
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs
-from ray import tune
+import ray
+from ray import ObjectRef, tune
 from ray.train import Checkpoint as StoredCheckpoint  # Tune's checkpoints are these too
 from ray.tune import PlacementGroupFactory
 
 from raygan.atomic import check_free_space
-from raygan.config import RunConfig, config_from_saved
+from raygan.config import DataConfig, RunConfig, config_from_saved
 from raygan.config.schema import NEURALES_FITNESS
 from raygan.distributed.resources import trial_bundles
 from raygan.engine.checkpoint import CheckpointError, load_checkpoint
@@ -42,12 +49,16 @@ from raygan.engine.run import CHECKPOINT, Run
 from raygan.engine.task import grid_of
 from raygan.metrics.catalog import BEST_PREFIX
 
+if TYPE_CHECKING:
+    from raygan.data import Dataset
+
 BASE_KEY = "raygan"
 """Key of the base run config in a trial's Tune config; every other key is a dotted override."""
 
 # sections a checkpoint must share with the trial that loads it (PBT clones within a shape)
 _STRUCTURE = ("grid", "networks", "data")
-_PATH_KEYS = ("data.root", "metrics.cache_dir", "metrics.inception_weights")
+_PATH_KEYS = ("data.root", "data.path", "data.cache_dir", "metrics.cache_dir",
+              "metrics.inception_weights")
 CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")  # Tune's names for a trial's checkpoints
 _SCHEMES = {"s3": "s3://", "gcs": "gs://"}  # pyarrow filesystem type -> URI prefix
 
@@ -75,14 +86,29 @@ def run_config_of(tune_config: dict[str, Any]) -> RunConfig:
 
 
 def with_absolute_paths(config: RunConfig, base: str | Path) -> RunConfig:
-    """Relative local paths in the config (data root, caches) resolved against `base`."""
+    """Relative local paths in the config (data files, caches, the files of custom networks)
+    resolved against `base`.
+
+    Only the `data.*` paths its source reads (another one must stay unset), and `data.path`
+    only when it is there (it may name a Hugging Face hub set instead).
+    """
+    from raygan.data.sources import get_source
+
+    reads = get_source(config.data.name).keys
     overrides = {}
     for key in _PATH_KEYS:
         section, name = key.split(".")
+        if section == "data" and name not in reads:
+            continue
         value = getattr(getattr(config, section), name)
         local = value and "://" not in value and not value.startswith("~")
-        if local and not Path(value).is_absolute():
+        if local and not Path(value).is_absolute() and (
+                name != "path" or Path(base, value).exists()):
             overrides[key] = str(Path(base, value))
+    for side in ("generator", "discriminator"):  # networks.kind custom's "file.py:name"
+        module, _, name = getattr(config.networks, side).rpartition(":")
+        if module.endswith(".py") and not Path(module).expanduser().is_absolute():
+            overrides[f"networks.{side}"] = f"{Path(base, module)}:{name}"
     return config.replace(**overrides) if overrides else config
 
 
@@ -116,19 +142,56 @@ def trial_result(summaries: list[dict[str, Any]], total: int, metric: str) -> di
     }
 
 
+@dataclass(frozen=True)
+class SharedData:
+    """The training set an experiment's driver put in the object store once, as its trials
+    receive it: the reference itself (a value Tune puts and gets is copied into each trial,
+    a reference inside one is not), so that a trial's cell actors get that same reference.
+
+    Attributes:
+        ref: the object-store reference of the `Dataset` (`share_dataset`).
+        data: the data section it was loaded with.
+        seed: the seed it was loaded with (the toy sets are generated from it).
+    """
+
+    ref: ObjectRef
+    data: DataConfig
+    seed: int
+
+    def serves(self, config: RunConfig) -> bool:
+        """Whether a trial of `config` trains on this set (one that draws `seed` gets other toy
+        points, and loads them itself)."""
+        return config.data == self.data and (config.seed == self.seed or not config.data.is_toy)
+
+
+def share_data(config: RunConfig, dataset: Dataset) -> SharedData:
+    """Put the training set `engine.task.prepare(config)` loaded in the object store, once."""
+    from raygan.distributed.actor import share_dataset
+
+    return SharedData(share_dataset(dataset), config.data, config.seed)
+
+
 class CoevolutionTrainable(tune.Trainable):
     """A coevolution run as a Tune trial (see the module docstring)."""
 
-    def setup(self, config: dict[str, Any]) -> None:
-        """Build the run: its pool, controller and outputs."""
+    def setup(self, config: dict[str, Any], data: SharedData | None = None) -> None:
+        """Build the run: its pool, controller and outputs.
+
+        Args:
+            config: the trial's Tune config (`trial_config`).
+            data: the experiment's training set (`tune.with_parameters(..., data=...)`);
+                None, or another set than the trial's config names: loaded by the pool.
+        """
         # Ray Train logs every checkpoint at INFO level from this process; keep warnings only
         logging.getLogger("ray.train").setLevel(logging.WARNING)
         self.run_config = run_config_of(config)
         self.out = Path(self.logdir)
+        self._data = data if data is not None and data.serves(self.run_config) else None
         # Tune runs trials in their own directories; relative paths mean the directory the
         # worker started in (the job's working directory on a cluster)
         start_dir = os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd())
-        self.pool = self._make_pool(with_absolute_paths(self.run_config, start_dir))
+        self.pool = self._make_pool(with_absolute_paths(self.run_config, start_dir),
+                                    None if self._data is None else self._data.ref)
         self.run = Run(self.run_config, self.pool, self.out)
         self.controller = self.run.controller
         self._genome_params: tuple[int, int] | None = None
@@ -143,21 +206,23 @@ class CoevolutionTrainable(tune.Trainable):
         return PlacementGroupFactory(bundles, strategy=res.placement_strategy)
 
     @staticmethod
-    def _make_pool(config: RunConfig) -> CellPool:
+    def _make_pool(config: RunConfig, data: ObjectRef | None) -> CellPool:
+        """The trial's cells, over the shared training set `data` (None: the pool loads it)."""
         if config.resources.backend == "local":
             from raygan.engine.pool import LocalCellPool
 
-            return LocalCellPool(config)
+            # a read-only view of the node's object store: no copy in this process
+            return LocalCellPool(config, dataset=None if data is None else ray.get(data))
         from ray.util import get_current_placement_group
 
         from raygan.distributed.pool import RayCellPool
 
         group = get_current_placement_group()
         if group is None:  # run outside Tune (a test, a notebook): the pool reserves its own
-            return RayCellPool(config)
+            return RayCellPool(config, dataset=data)
         # the cells take the last bundles; an empty bundle 0 is dropped by Tune
         offset = len(group.bundle_specs) - grid_of(config).size
-        return RayCellPool(config, placement_group=group, bundle_offset=offset)
+        return RayCellPool(config, placement_group=group, bundle_offset=offset, dataset=data)
 
     def step(self) -> dict[str, Any]:
         """Run and record one generation (`Run.step`)."""
@@ -192,7 +257,8 @@ class CoevolutionTrainable(tune.Trainable):
         from raygan.tuning.evolve import data_shape_of, neurales_fitness
 
         if self._genome_params is None:  # once per genome: the count needs the data's shape
-            shape = data_shape_of(self.run_config)
+            shape = (data_shape_of(self.run_config) if self._data is None
+                     else ray.get(self._data.ref).sample_shape)  # not a second load
             self._genome_params = parameter_count(Genome.decode(nets.genome), nets.latent_dim,
                                                   shape)
         g, d = self._genome_params

@@ -26,6 +26,7 @@ from raygan.core import operators as ops
 from raygan.core.individual import Individual
 from raygan.core.losses import Loss, get_loss, gradient_penalty
 from raygan.core.report import SideReport
+from raygan.core.task import Samples
 
 T = TypeVar("T")
 
@@ -69,7 +70,7 @@ class Generation:
     g_fitness: list[float]
     d_fitness: list[float]
     batches: list[Tensor]
-    data: Tensor
+    data: Samples
     rng: np.random.Generator
     noise: Callable[[int], Tensor]
     torch_rng: torch.Generator
