@@ -1,3 +1,97 @@
-"""raygan: population-based GAN training (spatial coevolution) on Ray."""
+"""raygan: population-based GAN training (spatial coevolution) on Ray.
+
+The Python API (`raygan.api`, `raygan.result`)::
+
+    import raygan
+
+    config = raygan.load_config("tune_configs/default.yaml", ["grid.rows=3"])
+    result = raygan.train(config, data=images, generator=G, discriminator=D, backend="ray")
+    result.metrics                      # {"fid": ..., "fid_floor": ...}
+    result.generator().sample(16, seed=0)
+    result.export("mixture.pt")         # torch.jit.load it anywhere, no raygan needed
+
+The names below are imported on first use, so `import raygan` (and every `raygan.*` module)
+stays free of torch and Ray until they are needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from raygan.api import load, load_config, resume, train, tune
+    from raygan.config import (
+        ConfigError,
+        DataConfig,
+        EvolutionConfig,
+        GridConfig,
+        LossesConfig,
+        MetricsConfig,
+        MixtureConfig,
+        NetworksConfig,
+        OutputConfig,
+        ResourcesConfig,
+        RunConfig,
+        TrainingConfig,
+    )
+    from raygan.data import Dataset
+    from raygan.errors import DataError
+    from raygan.export import MixtureGenerator
+    from raygan.result import Result
+    from raygan.tuning.section import TuneSection
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DataError",
+    "Dataset",
+    "EvolutionConfig",
+    "GridConfig",
+    "LossesConfig",
+    "MetricsConfig",
+    "MixtureConfig",
+    "MixtureGenerator",
+    "NetworksConfig",
+    "OutputConfig",
+    "ResourcesConfig",
+    "Result",
+    "RunConfig",
+    "TrainingConfig",
+    "TuneSection",
+    "__version__",
+    "load",
+    "load_config",
+    "resume",
+    "train",
+    "tune",
+]
+
+_HOMES = {
+    "raygan.api": ("load", "load_config", "resume", "train", "tune"),
+    "raygan.config": ("ConfigError", "DataConfig", "EvolutionConfig", "GridConfig",
+                      "LossesConfig", "MetricsConfig", "MixtureConfig", "NetworksConfig",
+                      "OutputConfig", "ResourcesConfig", "RunConfig", "TrainingConfig"),
+    "raygan.data": ("Dataset",),
+    "raygan.errors": ("DataError",),
+    "raygan.export": ("MixtureGenerator",),
+    "raygan.result": ("Result",),
+    "raygan.tuning.section": ("TuneSection",),
+}
+_LAZY = {name: module for module, names in _HOMES.items() for name in names}
+"""Public name -> the module it lives in."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (see the module docstring)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'raygan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -1,7 +1,9 @@
-"""Command line: `raygan train|tune|resume|sample|export|report`.
+"""Command line: `raygan train|tune|resume|sample|export|report`, a thin layer over the Python
+API (`raygan.api`, `raygan.result`).
 
-`train` and `tune` run Ray Tune experiments (`raygan.tuning`); `train --out DIR` is a plain
-run in this process, without Tune (`raygan.engine.run.train`), and `resume` continues either.
+`train` and `tune` run Ray Tune experiments (`raygan.api.experiment`); `train --out DIR` is a
+plain run in this process, without Tune (`raygan.api.run_plain`), and `resume` continues
+either. Each command parses its arguments, calls the API and prints what it returns.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from raygan import api
 from raygan.atomic import probe_writable
-from raygan.config import ConfigError, RunConfig, load_config
+from raygan.config import ConfigError, RunConfig
 from raygan.errors import check_run_name, storage_problem
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "tune_configs" / "default.yaml"
@@ -73,47 +76,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _pool_factory(backend: str, force: bool = False):  # type: ignore[no-untyped-def]
-    if backend == "ray":
-        import functools
-
-        from raygan.distributed import RayCellPool
-
-        return functools.partial(RayCellPool, force=force)
-    from raygan.engine.pool import LocalCellPool
-
-    return LocalCellPool
-
-
 def _load(args: argparse.Namespace, path: str | Path) -> RunConfig:
     overrides = list(args.overrides)
     if args.backend:
         overrides.append(f"resources.backend={args.backend}")
     if getattr(args, "num_samples", None) is not None:
         overrides.append(f"tune.num_samples={args.num_samples}")
-    return load_config(path, overrides)
+    return api.load_config(path, overrides)
 
 
 def _train(args: argparse.Namespace) -> int:
     config = _load(args, args.config or DEFAULT_CONFIG)
-    what = (f"{config.name} ({config.grid.rows}x{config.grid.cols} grid, {config.data.name}, "
-            f"{config.resources.backend})")
+    what = api.describe(config)
     if args.out:
-        from raygan.engine.run import train
-
-        probe_writable(args.out)
-        dataset = None
-        if config.resources.backend == "local":  # the ray backend checks once Ray is up
-            from raygan.engine.capacity import check_memory
-            from raygan.engine.task import prepare
-
-            # the cells index this one copy in this process, so it is loaded (and its size
-            # counted) here; the Ray pool puts what `train` loads and keeps no copy here
-            config, dataset = prepare(config)
-            check_memory(config, ray=False, tune=False, force=args.force, dataset=dataset)
-        print(f"raygan: training {what} -> {args.out}", file=sys.stderr)
-        controller = train(config, args.out, progress=not args.quiet, dataset=dataset,
-                           pool_factory=_pool_factory(config.resources.backend, args.force))
+        controller = api.run_plain(config, args.out, force=args.force, progress=not args.quiet,
+                                   what=what)
         _print_final(controller.config, controller.summaries[-1] if controller.summaries else {})
         return 0
     return _experiment(args, config, what, sweep=False)
@@ -128,19 +105,10 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace, config: RunConfig, what: str, sweep: bool) -> int:
-    from raygan.tuning.experiment import experiment_path, is_uri, run_experiment
-
-    storage = args.storage or config.output.storage_path
     if args.name is not None:
         check_run_name(args.name, "--name")
-    path = experiment_path(storage, args.name or config.name)
-    if not is_uri(path):
-        probe_writable(storage)
-    print(f"raygan: {'sweeping' if sweep else 'training'} {what} -> {path}", file=sys.stderr)
-    path, results = run_experiment(
-        config, sweep=sweep, storage_path=storage, name=args.name, quiet=args.quiet,
-        force=args.force,
-    )
+    path, results = api.experiment(config, sweep=sweep, storage=args.storage, name=args.name,
+                                   quiet=args.quiet, force=args.force, what=what)
     return _finish(path, results)
 
 
@@ -190,28 +158,11 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _resume_plain(args: argparse.Namespace, out: Path) -> int:
-    from raygan.engine.checkpoint import load_checkpoint_or_previous
-    from raygan.engine.run import CHECKPOINT, train
-
-    (config, controller_state, _), _ = load_checkpoint_or_previous(out / CHECKPOINT)
-    done = int(controller_state.get("generation", 0))
-    if args.generations is not None:
-        if args.generations <= done:
-            raise ConfigError(
-                f"--generations {args.generations}: {out} has already trained {done} "
-                f"generations; give a larger total to train more"
-            )
-        config = config.replace(**{"training.generations": args.generations})
-    elif done >= config.training.generations:
-        print(f"raygan: {out} has already trained all {done} generations; nothing to resume "
-              "(raise the total with --generations N)", file=sys.stderr)
-        return 0
-    probe_writable(out)
-    backend = args.backend or config.resources.backend
-    controller = train(
-        config, out, pool_factory=_pool_factory(backend), resume=True, progress=not args.quiet
-    )
-    _print_final(controller.config, controller.summaries[-1] if controller.summaries else {})
+    controller = api.resume_plain(out, generations=args.generations, backend=args.backend,
+                                  progress=not args.quiet)
+    if controller is not None:
+        _print_final(controller.config,
+                     controller.summaries[-1] if controller.summaries else {})
     return 0
 
 

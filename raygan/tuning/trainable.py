@@ -187,6 +187,10 @@ class CoevolutionTrainable(tune.Trainable):
         self.run_config = run_config_of(config)
         self.out = Path(self.logdir)
         self._data = data if data is not None and data.serves(self.run_config) else None
+        if self._data is not None:  # `raygan.tune(data=...)`: the set is only this reference
+            from raygan.objects import serve_shared
+
+            serve_shared(self.run_config.data.source, self._data.ref)
         # Tune runs trials in their own directories; relative paths mean the directory the
         # worker started in (the job's working directory on a cluster)
         start_dir = os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd())

@@ -7,6 +7,7 @@ dotted attribute path (`module:Class.factory`). The function is called with no a
 may return:
 
 - a numpy array or a torch tensor of samples;
+- a `raygan.data.Dataset`, used as it is (already checked and held as raygan holds data);
 - a tuple or list `(x, y)` of samples and integer class labels (arrays, tensors or lists;
   `y` None for no labels);
 - a `torch.utils.data.Dataset`: map-style (`len` and `ds[i]`) or an `IterableDataset`, whose
@@ -163,6 +164,8 @@ def load_python(cfg: DataConfig, seed: int) -> Dataset:
         value = function()
     except Exception as exc:  # the user's code failed
         raise DataError(f"{what}: calling it raised {_one_line(exc)}") from exc
+    if isinstance(value, Dataset):  # held as raygan holds data (e.g. `raygan.train(data=...)`)
+        return value
     try:
         x, y = arrays_from(value, what)
     except DataError:
