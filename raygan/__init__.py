@@ -37,11 +37,11 @@ if TYPE_CHECKING:
         RunConfig,
         TrainingConfig,
     )
+    from raygan.config.tune import TuneSection
     from raygan.data import Dataset
     from raygan.errors import DataError
     from raygan.export import MixtureGenerator
     from raygan.result import Result
-    from raygan.tuning.section import TuneSection
 
 __all__ = [
     "ConfigError",
@@ -78,7 +78,7 @@ _HOMES = {
     "raygan.errors": ("DataError",),
     "raygan.export": ("MixtureGenerator",),
     "raygan.result": ("Result",),
-    "raygan.tuning.section": ("TuneSection",),
+    "raygan.config.tune": ("TuneSection",),
 }
 _LAZY = {name: module for module, names in _HOMES.items() for name in names}
 """Public name -> the module it lives in."""

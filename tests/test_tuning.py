@@ -26,9 +26,9 @@ from conftest import RULE_OVERRIDES, assert_same_state, config_error, tiny_toy_c
 
 from raygan.cli import main
 from raygan.config import RunConfig, config_from_dict, load_config
+from raygan.config.tune import clamp_to_space, perturbation_bounds
 from raygan.distributed.resources import trial_bundles
 from raygan.engine.checkpoint import load_checkpoint
-from raygan.tuning.section import clamp_to_space, perturbation_bounds
 
 pytest.importorskip("ray.tune")
 

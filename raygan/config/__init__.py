@@ -6,7 +6,7 @@ overrides and builds the dataclasses, rejecting unknown keys and bad values with
 
 * `model` (data, networks, losses: what is trained) and `sections` (grid, evolution, mixture,
   training, metrics, resources, output: how it is trained and run): one dataclass per YAML
-  section, each checking its own keys (`tune` is `raygan.tuning.section`'s: the search space
+  section, each checking its own keys (`tune` is `raygan.config.tune`'s: the search space
   and the scheduler policy);
 * `schema`: `RunConfig`, the checks across sections and the settings derived from them;
 * `coerce`: plain dicts to dataclasses, key by key and type by type;

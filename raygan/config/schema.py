@@ -1,7 +1,7 @@
 """`RunConfig`: the whole run, its checks across sections and the settings derived from them.
 
 A `RunConfig` holds one dataclass per YAML section (`raygan.config.model`, `.sections`, and
-the `tune` section of `raygan.tuning.section`). Its `__post_init__` checks what no single
+the `tune` section of `raygan.config.tune`). Its `__post_init__` checks what no single
 section can: options that only act under other settings, metric names against the data set,
 the tune space's values, the scheduler's decision points against the evaluation schedule.
 """
@@ -25,9 +25,9 @@ from raygan.config.sections import (
     ResourcesConfig,
     TrainingConfig,
 )
+from raygan.config.tune import TuneSection, check_against_metrics
 from raygan.errors import ConfigError, check, check_run_name
 from raygan.metrics import catalog
-from raygan.tuning.section import TuneSection, check_against_metrics
 
 NEURALES_FITNESS = "neurales_fitness"
 """The result key of `tune.fitness: neurales` (`raygan.tuning.evolve.neurales_fitness`)."""

@@ -3,7 +3,7 @@ metrics, resources and output; what is trained (data, networks, losses) is `rayg
 
 One frozen dataclass per YAML section but `tune`; each checks its own keys in `__post_init__`.
 Checks that span sections are `RunConfig`'s (`raygan.config.schema`), and the `tune` section is
-`raygan.tuning.section`'s. The defaults here are the defaults of every run.
+`raygan.config.tune`'s. The defaults here are the defaults of every run.
 """
 
 from __future__ import annotations

@@ -36,6 +36,13 @@ perturbation point again on reaching 10, and, the donor still at 6, was exploite
 same checkpoint again (one trial trained generations 7-10 four times). Here the exploited
 trial's last perturbation time is the point it was exploited at, when that is the later one,
 so its next perturbation is a full interval past it.
+
+A fifth: in synchronous mode an elite that is still saving its pause checkpoint when the step
+comes is cloned from that save. Tune 2.60 schedules a second save of the same state; the first
+save's pause then stops the trial before the second save is registered, so Tune never counts
+its checkpoint index, and the elite's next save (its final generation) is written under the
+same directory name. A trial cloned from it and started after that restarted from the elite's
+last generation and trained one past its budget (seen on CI as a trial at generation 3 of 2).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import shutil
 from typing import Any
 
 from ray.air.constants import TRAINING_ITERATION
+from ray.train._internal.session import _FutureTrainingResult
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining as _TunePBT
 from ray.tune.schedulers import TrialScheduler
@@ -56,13 +64,37 @@ from ray.tune.utils.util import SafeFallbackEncoder
 class _ExploitWithoutStaleStop:
     """Mixin for `PopulationBasedTraining` subclasses (see the module docstring)."""
 
+    _reporting: Trial | None = None  # the trial whose result is being handled
+
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
         if result.get("done"):
             # a trial's last result is no perturbation point: Tune marks the trial finished only
             # after this callback, so a step here could exploit trials that have just ended and
             # restart them from an elite's final checkpoint, one generation past their budget
             return TrialScheduler.CONTINUE
-        return super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
+        self._reporting = trial
+        try:
+            return super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
+        finally:
+            self._reporting = None
+
+    def _checkpoint_or_exploit(
+        self,
+        trial: Trial,
+        tune_controller: Any,
+        upper_quantile: list[Trial],
+        lower_quantile: list[Trial],
+    ) -> None:
+        saving = trial.temporary_state.saving_to
+        if (trial in upper_quantile and trial is not self._reporting
+                and trial.status == Trial.RUNNING and isinstance(saving, _FutureTrainingResult)):
+            # paused at this point and still saving: that save holds the state PBT wants, and
+            # a second one would be written where the trial's next save goes (module docstring)
+            self._trial_state[trial].last_checkpoint = saving  # type: ignore[attr-defined]
+            self._num_checkpoints += 1  # type: ignore[attr-defined]
+            return
+        super()._checkpoint_or_exploit(  # type: ignore[misc]
+            trial, tune_controller, upper_quantile, lower_quantile)
 
     def _exploit(self, tune_controller: Any, trial: Trial, trial_to_clone: Trial) -> None:
         if trial.status == Trial.RUNNING and trial.is_saving:

@@ -4,8 +4,8 @@ What may be searched (`STRUCTURAL_KNOBS`, drawn once per trial, and `LIVE_KNOBS`
 PBT/PB2 may also perturb in a running population), how a knob's domain is written
 (`SearchDomain`), the `TuneSection` dataclass with its own checks, the checks against the
 evaluation schedule (`check_against_metrics`) and the bounds perturbed values are kept in
-(`perturbation_bounds`, `clamp_to_space`). `raygan.config` builds its schema on this module, so
-it imports neither torch nor Ray; `raygan.tuning.experiment` turns the section into Tune's
+(`perturbation_bounds`, `clamp_to_space`). Like the rest of `raygan.config` it imports neither
+torch nor Ray; `raygan.tuning.experiment` turns the section into Tune's
 search space and schedulers.
 """
 
