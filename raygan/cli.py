@@ -16,7 +16,7 @@ from typing import Any
 from raygan import api
 from raygan.atomic import probe_writable
 from raygan.config import ConfigError, RunConfig
-from raygan.errors import check_run_name, storage_problem
+from raygan.errors import ShippedFileError, check_run_name, storage_problem
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "tune_configs" / "default.yaml"
 
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_user_error(exc: Exception) -> bool:
     """A mistake the user can fix from one line (bad config, missing or damaged file)."""
-    if isinstance(exc, (ConfigError, FileNotFoundError, FileExistsError)):
+    if isinstance(exc, (ConfigError, FileNotFoundError, FileExistsError, ShippedFileError)):
         return True
     from raygan.engine.checkpoint import CheckpointError  # torch: only once something failed
 

@@ -1,8 +1,8 @@
 """The error a configuration check raises, in a module that imports nothing of raygan.
 
-`raygan.config` builds its schema on the `tune` section of `raygan.tuning.section`, and both
-validate through `check`; keeping them here, outside both packages, leaves no import cycle
-whichever of the two is imported first. Import `ConfigError` from `raygan.config`.
+Every layer validates through `check` (the config sections, data sources, the API); keeping it
+in a leaf module below them all leaves no import cycle. Import `ConfigError` from
+`raygan.config`.
 """
 
 from __future__ import annotations
@@ -57,6 +57,12 @@ def check_run_name(name: str, key: str) -> None:
     check(_NAME.fullmatch(name) is not None, key,
           f"{name!r} is not a plain folder name (letters, digits and . _ + -, starting with a "
           "letter or digit; no / or ..)")
+
+
+class ShippedFileError(ValueError):
+    """A file shipped inside the raygan package (a reference classifier or its real-data
+    statistics) is missing or does not have the sha256 its manifest records: it is damaged or
+    was changed. One line naming the file; reinstalling raygan restores it."""
 
 
 class StorageError(OSError):

@@ -4,7 +4,8 @@ A :class:`FeatureScorer` compares generated images with a fixed real reference s
 feature extractor: a classifier trained by us (the reference protocol's CNN, whose class
 logits are the features, or the 128-d LeNet) or Inception-v3 from a weights file. The
 reference set's statistics and the *floor* (the same scores of another real set of the
-evaluation's size against the reference) are computed once per data set and cached.
+evaluation's size against the reference) are computed once per data set and cached; those of
+the shipped reference classifiers at the default size ship with them (`raygan.metrics.shipped`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from raygan.data.dataset import Dataset
 from raygan.data.images import ImageData
 from raygan.metrics.catalog import INCEPTION_HELP
 from raygan.metrics.classifier import Classifier, data_fingerprint
+from raygan.metrics.shipped import shipped_stats
 
 STATS_VERSION = "stats-v2"
 REFERENCE_SAMPLES = 1000
@@ -232,7 +234,7 @@ class FeatureScorer:
                    f"{len(floor_idx)}|{STATS_VERSION}")
         digest = hashlib.sha256(payload.encode()).hexdigest()[:24]
         path = Path(cache_dir) / f"real-stats-{data.name}-{digest}.npz"
-        cached = _read_stats(path)
+        cached = _read_stats(shipped_stats(path.name) or path)  # shipped ones come first
         image_shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         if cached is not None:
             return cls(extractor, *cached, image_shape)

@@ -151,8 +151,23 @@ class MetricContext:
 
 
 def _accuracy_note(scorer: Any) -> str:
-    accuracy = getattr(getattr(scorer, "extractor", None), "accuracy", None)
-    return "" if accuracy is None else f", held-out accuracy {100 * accuracy:.1f} %"
+    """Where the classifier of `scorer` comes from, and its held-out accuracy.
+
+    A classifier trained here is this machine's: another machine trains one of slightly
+    different accuracy, and every FID on its features moves with it. Shipped ones are the
+    same everywhere.
+    """
+    from raygan.metrics.shipped import shipped_entry
+
+    extractor: Any = getattr(scorer, "extractor", None)
+    accuracy = getattr(extractor, "accuracy", None)
+    if accuracy is None:
+        return ""
+    held = f"held-out accuracy {100 * accuracy:.1f} %"
+    if shipped_entry(str(extractor.key)) is not None:
+        return f": the shipped reference classifier ({held}, as recorded)"
+    return (f": a classifier trained on this machine ({held}), so its FID scale is this "
+            "machine's")
 
 
 @register_family("toy")
