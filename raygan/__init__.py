@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from raygan.version import __version__
 
 if TYPE_CHECKING:
     from raygan.api import load, load_config, resume, train, tune

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from raygan import __version__
 from raygan.atomic import atomic_write, atomic_write_text
 from raygan.config import ConfigError, RunConfig
 from raygan.core.aae import MIXTURE_COMPONENTS, MIXTURE_RADIUS, MIXTURE_STD
 from raygan.core.cell import Cell
+from raygan.version import __version__
 
 FORMATS = ("torchscript", "state_dict")
 """What `export_mixture` writes: one TorchScript file, or safetensors per member plus JSON."""

@@ -12,9 +12,10 @@ import pytest
 import torch
 import yaml
 
+from raygan.arch.bounds import Bounds, check
 from raygan.arch.build import build, feasible, parameter_count
 from raygan.arch.elitism import Refill, elite_count, refill, select
-from raygan.arch.genome import Block, Bounds, Genome, Optimizer, check
+from raygan.arch.genome import Block, Genome, Optimizer
 from raygan.arch.variation import Variation, inherit_weights, mutate, random_genome
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]

@@ -14,8 +14,9 @@ import torch
 import yaml
 from conftest import config_error
 
+from raygan.arch.bounds import Bounds
 from raygan.arch.build import build
-from raygan.arch.genome import Bounds, Genome
+from raygan.arch.genome import Genome
 from raygan.arch.variation import mutate, random_genome
 from raygan.config import RunConfig, config_from_dict, load_config
 from raygan.config.coerce import set_dotted

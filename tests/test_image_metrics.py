@@ -12,7 +12,8 @@ import torch
 import raygan.metrics.classifier as classifier_module
 import raygan.metrics.image as image_module
 from raygan.config import load_config
-from raygan.core.dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
+from raygan.core.dcgan import DCGANDiscriminator, DCGANGenerator
+from raygan.core.init import init_dcgan_weights
 from raygan.data import Dataset, load_dataset
 from raygan.data.images import ImageData, load_image_dataset
 from raygan.metrics.classifier import (

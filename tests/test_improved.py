@@ -14,11 +14,13 @@ from torch import nn
 
 from raygan.config import RunConfig
 from raygan.core.cell import Cell, cell_seeds
-from raygan.core.dcgan import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
+from raygan.core.dcgan import DCGANDiscriminator, DCGANGenerator
 from raygan.core.individual import Individual, load_numpy, make_optimizer, module_to_numpy
+from raygan.core.init import init_dcgan_weights, reset_parameters
 from raygan.core.layers import MinibatchDiscrimination, VirtualBatchNorm2d
 from raygan.core.losses import get_loss
-from raygan.core.networks import MLPDiscriminator, build_networks, reset_parameters
+from raygan.core.mlp import MLPDiscriminator
+from raygan.core.networks import build_networks
 from raygan.core.task import CellTask
 from raygan.core.techniques import (
     attach_history,

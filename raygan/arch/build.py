@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from raygan.arch.genome import Block, Genome
-from raygan.core.dcgan import init_dcgan_weights
+from raygan.core.init import init_dcgan_weights
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "prelu": nn.PReLU,

@@ -17,7 +17,8 @@ from typing import Literal
 
 import numpy as np
 
-from raygan.arch.genome import Bounds, Genome
+from raygan.arch.bounds import Bounds
+from raygan.arch.genome import Genome
 from raygan.arch.variation import Variation, mutate, random_genome
 
 

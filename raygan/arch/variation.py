@@ -3,7 +3,7 @@
 Every function that needs randomness takes an explicit ``numpy.random.Generator`` and returns
 the new genome together with a :class:`Variation` record, so the same RNG state always gives
 the same genome and record, and every decision can be logged. Results are always within the
-given :class:`~raygan.arch.genome.Bounds` and buildable for the data shape: a candidate that
+given :class:`~raygan.arch.bounds.Bounds` and buildable for the data shape: a candidate that
 is not is redrawn, up to a fixed number of attempts, after which a ValueError says why.
 """
 
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from raygan.arch.genome import ACTIVATIONS, Block, Bounds, Genome, Optimizer, check
+from raygan.arch.bounds import Bounds, check
+from raygan.arch.genome import ACTIVATIONS, Block, Genome, Optimizer
 
 T = TypeVar("T")
 Side = Literal["G", "D"]

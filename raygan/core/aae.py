@@ -28,13 +28,8 @@ from torch import Tensor, nn
 from raygan.config import NetworksConfig
 from raygan.core import techniques
 from raygan.core.individual import Individual
-from raygan.core.networks import (
-    MLPDiscriminator,
-    MLPGenerator,
-    minibatch_layer,
-    reset_minibatch,
-    reset_parameters,
-)
+from raygan.core.init import reset_minibatch, reset_parameters
+from raygan.core.mlp import MLPDiscriminator, MLPGenerator, minibatch_layer
 
 MIXTURE_COMPONENTS = 10
 """Components of the `mixture2d` prior, evenly spaced on a circle."""

@@ -162,30 +162,3 @@ class DCGANDiscriminator(nn.Module):
             return self.head(self.features(x)).flatten()
         self._check(x)
         return self.net(x).flatten()
-
-
-def init_dcgan_weights(module: nn.Module, generator: torch.Generator) -> None:
-    """Apply the DCGAN initialisation to every layer of ``module`` in place.
-
-    Conv and linear weights are drawn from N(0, 0.02), (virtual) batch-norm scales from
-    N(1, 0.02); biases and batch-norm shifts are set to zero, running statistics reset and
-    PReLU slopes set to their constant 0.25, so a network made on the meta device and moved
-    with ``to_empty`` (`raygan.arch.build`) comes out whole.
-
-    Args:
-        module: Network whose layers are re-initialised.
-        generator: Source of randomness, so that initialisation never touches global RNG.
-    """
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                nn.init.normal_(m.weight, 0.0, 0.02, generator=generator)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, VirtualBatchNorm2d)):
-                nn.init.normal_(m.weight, 1.0, 0.02, generator=generator)
-                nn.init.zeros_(m.bias)
-                if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                    m.reset_running_stats()
-            elif isinstance(m, nn.PReLU):
-                m.reset_parameters()

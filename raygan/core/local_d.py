@@ -23,7 +23,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from raygan.core.networks import MLPDiscriminator, reset_parameters
+from raygan.core.init import reset_parameters
+from raygan.core.mlp import MLPDiscriminator
 
 
 def projection_dim(n: int) -> int:

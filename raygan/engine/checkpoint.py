@@ -22,9 +22,9 @@ from typing import IO, Any
 
 import torch
 
-from raygan import __version__
 from raygan.atomic import atomic_write
 from raygan.config import RunConfig, config_from_saved
+from raygan.version import __version__
 
 FORMAT = "raygan-checkpoint"
 FORMAT_VERSION = 2

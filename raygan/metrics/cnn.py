@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from raygan.core.networks import reset_parameters
+from raygan.core.init import reset_parameters
 
 FEATURE_DIM = 128
 

@@ -27,9 +27,10 @@ from typing import Any, Literal
 import numpy as np
 from ray.tune.experiment import Trial
 
+from raygan.arch.bounds import Bounds
 from raygan.arch.build import parameter_count
 from raygan.arch.elitism import Refill, refill, select
-from raygan.arch.genome import Bounds, Genome
+from raygan.arch.genome import Genome
 from raygan.arch.variation import inherit_state, random_genome
 from raygan.config import RunConfig
 from raygan.tuning.schedulers import PopulationBasedTraining

@@ -77,7 +77,7 @@ def _sequential(seq: nn.Module | None, prefix: str) -> StackedForward | None:
 def stacked_forward(net: nn.Module) -> StackedForward | None:
     """A vmap-free stacked forward for the MLP networks (vmap's per-call cost is most of a
     small MLP's step on the CPU); None: the bank runs `vmap(functional_call)`."""
-    from raygan.core.networks import MLPDiscriminator, MLPGenerator
+    from raygan.core.mlp import MLPDiscriminator, MLPGenerator
 
     body = _sequential(getattr(net, "net", None), "net.")
     if body is None:
