@@ -195,7 +195,7 @@ def train(config: RunConfig | Mapping[str, Any] | str | Path, *, storage: str | 
         DataError: one line for data that cannot be used.
         FileExistsError: `storage/name` already holds a run.
     """
-    from raygan.tuning.results import STATE_GLOB
+    from raygan.tuning.state import STATE_GLOB
 
     run_config = _with_backend(_as_config(config), backend)
     run_config = objects.with_objects(run_config, data=data, generator=generator,

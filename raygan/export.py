@@ -19,16 +19,15 @@ import warnings
 from collections.abc import Sequence
 from operator import methodcaller
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from raygan.atomic import atomic_write, atomic_write_text
-from raygan.config import ConfigError, RunConfig
+from raygan.config import ConfigError
 from raygan.core.aae import MIXTURE_COMPONENTS, MIXTURE_RADIUS, MIXTURE_STD
-from raygan.core.cell import Cell
+from raygan.engine.best import best_cell
 from raygan.version import __version__
 
 FORMATS = ("torchscript", "state_dict")
@@ -141,37 +140,6 @@ class MixtureGenerator(nn.Module):
             raise ValueError("n must be >= 1")
         with torch.no_grad():
             return self.forward(self.latent(n, seed).to(self.anchor.device))
-
-
-def best_cell(checkpoint: str | Path) -> tuple[RunConfig, Cell, list[Any]]:
-    """The best cell of a checkpoint, rebuilt in this process, and its neighbours' snapshots.
-
-    Raises:
-        CheckpointError: one line, when no cell is finite or the best cell is not: nothing
-            non-finite is ever handed out.
-    """
-    from raygan.engine.checkpoint import CheckpointError, load_checkpoint
-    from raygan.engine.controller import Controller
-    from raygan.engine.pool import LocalCellPool
-
-    config, controller_state, cell_states = load_checkpoint(checkpoint)
-    if config.training.device != "cpu" and not torch.cuda.is_available():
-        config = config.replace(**{"training.device": "cpu"})
-    pool = LocalCellPool(config)
-    pool.load_state_dicts(cell_states)
-    controller = Controller(config, pool)
-    controller.load_state_dict(controller_state)
-    best = controller.best_cell
-    broken = {i: cell.nonfinite_networks() for i, cell in enumerate(pool.cells)}
-    if all(broken.values()):
-        raise CheckpointError(f"{checkpoint}: every cell is non-finite (NaN or inf weights); "
-                              "there is no mixture to sample")
-    if broken[best]:
-        raise CheckpointError(
-            f"{checkpoint}: the best cell, {best}, has non-finite {' and '.join(broken[best])} "
-            "weights; refusing to sample it (training on re-seeds it from a finite neighbour "
-            "and re-ranks the cells)")
-    return config, pool.cells[best], controller.route(pool.publish())[best]
 
 
 def load_mixture(path: str | Path) -> MixtureGenerator:

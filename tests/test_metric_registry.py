@@ -158,8 +158,8 @@ def test_missing_inception_weights_message_is_one_line(
 def test_report_shows_the_floor_beside_the_score(tmp_path: Path) -> None:
     import pandas as pd
 
+    from raygan.tuning.records import TrialRecord
     from raygan.tuning.report import curve_figures, trial_rows
-    from raygan.tuning.results import TrialRecord
 
     config = load_config(None, ["data.name=mnist5k"])
     curves = pd.DataFrame({"generation": [1, 2], "evaluated": [True, True],

@@ -31,6 +31,9 @@ from raygan.engine.controller import Controller, GenerationSummary
 from raygan.engine.history import HISTORY_FILE, write_history
 from raygan.metrics.catalog import best_scores, floor_name, format_scores
 
+RUN_CONFIG = "config.yaml"
+"""A run's resolved config, the first file a run writes."""
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
@@ -58,7 +61,7 @@ class RunOutputs:
         self.config = config
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.out / "config.yaml",
+        atomic_write_text(self.out / RUN_CONFIG,
                           yaml.safe_dump(config.to_dict(), sort_keys=False))
         self.board = Board(self.out / BOARD_DIR)
         self._real: Any = None  # toy data for the scatter, loaded at the first figure

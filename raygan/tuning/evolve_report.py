@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from raygan.tuning.evolve import LOG_NAME
-from raygan.tuning.results import TrialRecord, rank_key
+from raygan.tuning.records import TrialRecord
+from raygan.tuning.results import rank_key
 
 
 def evolve_steps(experiment: Path) -> list[dict[str, Any]]:

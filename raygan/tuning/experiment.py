@@ -367,7 +367,8 @@ def resume_experiment(path: str) -> ResultGrid:
         read_settings,
         refuse_foreign_pickles,
     )
-    from raygan.tuning.results import read_experiment_state, require_experiment
+    from raygan.tuning.results import require_experiment
+    from raygan.tuning.state import read_experiment_state
 
     if is_uri(path):
         raise FileNotFoundError(

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from raygan.engine.checkpoint import CheckpointError
+from raygan.engine.outputs import RUN_CONFIG
 from raygan.engine.run import CHECKPOINT
-from raygan.tuning.results import RUN_CONFIG, TrialRecord
+from raygan.tuning.records import TrialRecord
 from raygan.tuning.trainable import trial_result
 
 SUMMARIES = "generations.jsonl"

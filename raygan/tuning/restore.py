@@ -29,7 +29,7 @@ from ray.tune.utils.serialization import TuneFunctionEncoder
 from raygan.atomic import atomic_write_text
 from raygan.config import RunConfig, config_from_saved
 from raygan.engine.checkpoint import CheckpointError
-from raygan.tuning.results import (
+from raygan.tuning.state import (
     ExperimentState,
     TrialState,
     checkpoint_dirs,
