@@ -42,14 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CONFIGS, RULES, SINGLE, cpu_share, finish, log, machine, mean_std  # noqa: E402
 
 from raygan.config import RunConfig, load_config  # noqa: E402
-from raygan.engine.controller import Controller  # noqa: E402
-from raygan.engine.pool import LocalCellPool  # noqa: E402
-from raygan.metrics.catalog import (  # noqa: E402
+from raygan.config.catalog import (  # noqa: E402
     best_scores,
     builtin_kind,
     default_rank_by,
     lower_is_better,
 )
+from raygan.engine.controller import Controller  # noqa: E402
+from raygan.engine.pool import LocalCellPool  # noqa: E402
 
 BASES = {
     "mnist5k": CONFIGS / "default.yaml",

@@ -209,7 +209,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _print_final(config: RunConfig, summary: dict[str, object]) -> None:
-    from raygan.metrics.catalog import best_scores, format_scores
+    from raygan.config.catalog import best_scores, format_scores
 
     text = format_scores(best_scores(summary))
     print(f"raygan: {config.name} finished; best mixture (cell {summary.get('best_cell')}): {text}")

@@ -105,7 +105,7 @@ class Result:
         return export_mixture(self.checkpoint or self.run_path, path, format)
 
     def __repr__(self) -> str:
-        from raygan.metrics.catalog import format_scores
+        from raygan.config.catalog import format_scores
 
         scores = format_scores(self.metrics) or "no scores yet"
         return (f"Result({self.config.name!r}, {self.status}, {self.generations}/"
@@ -120,8 +120,8 @@ def final_metrics(run: Path) -> dict[str, float] | None:
     Raises:
         CheckpointError: one line, when the file is not a JSON object.
     """
+    from raygan.config.catalog import best_scores
     from raygan.engine.checkpoint import CheckpointError
-    from raygan.metrics.catalog import best_scores
 
     file = run / FINAL
     if not file.is_file():
@@ -144,8 +144,8 @@ def read_result(path: str | Path) -> Result:
     """
     import pandas as pd
 
+    from raygan.config.catalog import best_scores
     from raygan.engine.history import HISTORY_FILE, read_history
-    from raygan.metrics.catalog import best_scores
     from raygan.tuning.results import (
         best_trial,
         find_checkpoint,

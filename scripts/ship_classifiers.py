@@ -34,9 +34,9 @@ from safetensors.torch import load_file, save_file
 
 import raygan.metrics.shipped as shipped
 from raygan.config import load_config
+from raygan.config.catalog import _NEEDS_LABELS, families
 from raygan.data import load_dataset
 from raygan.engine.task import metric_context
-from raygan.metrics.catalog import _NEEDS_LABELS, families
 from raygan.metrics.classifier import (
     CLASSIFIER_VERSION,
     DEFAULT_SETTINGS,

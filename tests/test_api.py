@@ -23,8 +23,8 @@ from torch import nn
 import raygan
 from raygan import objects
 from raygan.config import NetworksConfig, RunConfig
+from raygan.config.catalog import best_scores
 from raygan.engine.history import read_history
-from raygan.metrics.catalog import best_scores
 
 SIZES = {"training.generations": 2, "metrics.samples": 200}
 CUSTOM = {"networks.g_hidden": NetworksConfig.g_hidden,

@@ -14,6 +14,7 @@ import torch
 from conftest import tiny_toy_config
 
 from raygan.cli import main
+from raygan.config.catalog import lower_is_better
 from raygan.core.operators import usable_mixture
 from raygan.engine.checkpoint import (
     CheckpointError,
@@ -24,7 +25,6 @@ from raygan.engine.checkpoint import (
 from raygan.engine.controller import Controller
 from raygan.engine.pool import LocalCellPool
 from raygan.engine.run import train
-from raygan.metrics.catalog import lower_is_better
 from raygan.metrics.toy import toy_metrics
 from raygan.tuning.results import sample_best_mixture
 

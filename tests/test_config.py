@@ -115,7 +115,7 @@ def test_metric_defaults_follow_the_data_set() -> None:
 
 
 def test_metrics_of_data_known_only_once_loaded_are_written_out_for_it() -> None:
-    from raygan.metrics.catalog import DataKind
+    from raygan.config.catalog import DataKind
 
     array = load_config(None, ["data.name=array", "data.path=x.npy"])
     assert array.metric_names == ("swd",)  # the one metric of images and vectors alike

@@ -12,10 +12,9 @@ import torch
 from conftest import tiny_toy_config, write_fake_cifar10
 
 from raygan.cli import main
-from raygan.config import load_config
+from raygan.config import catalog, load_config
 from raygan.data import Dataset, load_dataset
 from raygan.engine.run import train
-from raygan.metrics import catalog
 from raygan.metrics.registry import FAMILIES, MetricContext, evaluate, objective_fn
 
 

@@ -15,9 +15,9 @@ import torch
 import raygan.metrics.classifier as classifier_module
 import raygan.metrics.shipped as shipped
 from raygan.config import load_config
+from raygan.config.catalog import families
 from raygan.data import Dataset, load_dataset
 from raygan.errors import ShippedFileError
-from raygan.metrics.catalog import families
 from raygan.metrics.classifier import (
     CLASSIFIER_VERSION,
     DEFAULT_SETTINGS,

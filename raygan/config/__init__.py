@@ -9,6 +9,7 @@ overrides and builds the dataclasses, rejecting unknown keys and bad values with
   section, each checking its own keys (`tune` is `raygan.config.tune`'s: the search space
   and the scheduler policy);
 * `schema`: `RunConfig`, the checks across sections and the settings derived from them;
+* `catalog`: every metric's name, family, direction and the data it applies to (`DataKind`);
 * `coerce`: plain dicts to dataclasses, key by key and type by type;
 * `loader`: YAML files, overrides and configs saved by earlier versions.
 """

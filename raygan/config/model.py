@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from raygan.config.catalog import TOY_DATASETS, DataKind
 from raygan.errors import check, check_nonnegative
-from raygan.metrics.catalog import TOY_DATASETS, DataKind
 
 LossName = Literal["minimax", "heuristic", "least_squares", "hinge", "wasserstein_gp"]
 NetworkName = Literal["mlp", "dcgan", "aae", "genome", "custom"]

@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from raygan.config import catalog
 from raygan.config.coerce import build, plain, set_dotted
 from raygan.config.model import BCE_COMPATIBLE, DataConfig, LossesConfig, NetworksConfig
 from raygan.config.sections import (
@@ -27,7 +28,6 @@ from raygan.config.sections import (
 )
 from raygan.config.tune import TuneSection, check_against_metrics
 from raygan.errors import ConfigError, check, check_run_name
-from raygan.metrics import catalog
 
 NEURALES_FITNESS = "neurales_fitness"
 """The result key of `tune.fitness: neurales` (`raygan.tuning.evolve.neurales_fitness`)."""

@@ -161,13 +161,13 @@ class MetricsConfig:
 
     every: int = 1  # evaluate every N generations (and always at the end)
     samples: int | None = None  # per evaluation; None: 2,500 on toy data, 1,000 on images
-    # names from raygan.metrics.catalog; None: the data set's defaults (toy coverage; fid,
+    # names from raygan.config.catalog; None: the data set's defaults (toy coverage; fid,
     # tvd, inception_score on digits; fid_inception on CIFAR-10 / CelebA)
     names: tuple[str, ...] | None = None
     rank_by: str | None = None  # ranks cells and trials; None: mode_tvd / fid / fid_inception
     cache_dir: str = "~/.cache/raygan"
     # torchvision's inception_v3_google-0cc3c7bd.pth or stylegan2-ada's TorchScript
-    # inception-2015-12-05.pt (see raygan.metrics.catalog.INCEPTION_HELP)
+    # inception-2015-12-05.pt (see raygan.config.catalog.INCEPTION_HELP)
     inception_weights: str | None = None
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from raygan.metrics.catalog import DataKind, Form
+from raygan.config.catalog import DataKind, Form
 
 if TYPE_CHECKING:
     import torch

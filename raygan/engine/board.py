@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from raygan.config.catalog import floor_name
 from raygan.core.report import scalar_fields
 from raygan.engine.controller import GenerationSummary
-from raygan.metrics.catalog import floor_name
 
 BOARD_DIR = "tensorboard"
 

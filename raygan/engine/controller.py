@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raygan.config import RunConfig
+from raygan.config.catalog import lower_is_better, result_key
 from raygan.core.report import CellReport
 from raygan.core.rules import get_rule
 from raygan.core.task import Scored
 from raygan.engine.pool import CellPool
 from raygan.engine.task import grid_of
-from raygan.metrics.catalog import lower_is_better, result_key
 
 
 def eval_seed(config: RunConfig, generation: int) -> int:

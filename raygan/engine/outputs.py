@@ -25,11 +25,11 @@ import yaml
 
 from raygan.atomic import atomic_write_text
 from raygan.config import RunConfig
+from raygan.config.catalog import best_scores, floor_name, format_scores
 from raygan.core.task import preview_of
 from raygan.engine.board import BOARD_DIR, Board
 from raygan.engine.controller import Controller, GenerationSummary
 from raygan.engine.history import HISTORY_FILE, write_history
-from raygan.metrics.catalog import best_scores, floor_name, format_scores
 
 RUN_CONFIG = "config.yaml"
 """A run's resolved config, the first file a run writes."""

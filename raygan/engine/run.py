@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from raygan.config import RunConfig
+from raygan.config.catalog import format_scores
 from raygan.data import Dataset
 from raygan.engine.checkpoint import (
     checkpoint_exists,
@@ -24,7 +25,6 @@ from raygan.engine.controller import Controller, GenerationSummary
 from raygan.engine.outputs import RunOutputs
 from raygan.engine.pool import CellPool, LocalCellPool
 from raygan.engine.task import prepare
-from raygan.metrics.catalog import format_scores
 
 
 class PoolFactory(Protocol):

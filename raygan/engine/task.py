@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from raygan.config import ConfigError, RunConfig
+from raygan.config.catalog import BUILTIN_IMAGE_DATASETS as IMAGE_DATASETS
 from raygan.core.cell import Cell, resolve_device
 from raygan.core.custom import check_custom_networks
 from raygan.core.grid import Grid
 from raygan.core.task import CellTask
 from raygan.data import Dataset, cell_shard, load_dataset
-from raygan.metrics.catalog import BUILTIN_IMAGE_DATASETS as IMAGE_DATASETS
 from raygan.metrics.registry import MetricContext, evaluate, objective_fn
 
 

@@ -1,3 +1,3 @@
-"""Metrics: names and directions (`catalog`, no torch), the registry that computes them
-(`registry`), toy-mixture coverage (`toy`), image FID/TVD/IS (`image`) and the classifiers
-trained as feature extractors (`classifier`)."""
+"""Metrics: the registry that computes them (`registry`), toy-mixture coverage (`toy`), image
+FID/TVD/IS (`image`) and the classifiers trained as feature extractors (`classifier`); their
+names, directions and the data they apply to are the config's (`raygan.config.catalog`)."""

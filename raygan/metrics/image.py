@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from raygan.atomic import atomic_write
+from raygan.config.catalog import INCEPTION_HELP
 from raygan.data.dataset import Dataset
 from raygan.data.images import ImageData
-from raygan.metrics.catalog import INCEPTION_HELP
 from raygan.metrics.classifier import Classifier, data_fingerprint
 from raygan.metrics.shipped import shipped_stats
 

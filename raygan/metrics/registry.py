@@ -1,6 +1,6 @@
 """The metric registry: one compute function per family, chosen by metric name.
 
-`raygan.metrics.catalog` names the metrics and says which family computes each; here each
+`raygan.config.catalog` names the metrics and says which family computes each; here each
 family registers `fn(ctx, samples) -> {name: value}`, and `evaluate` runs every family the
 requested names need once, returning those names plus their real-data floors
 (`fid_floor`, ...). `MetricContext` holds what the families share for one data set (toy modes,
@@ -19,8 +19,8 @@ from typing import Any
 
 from torch import Tensor
 
+from raygan.config.catalog import METRICS, families, floor_name, lower_is_better
 from raygan.data import Dataset
-from raygan.metrics.catalog import METRICS, families, floor_name, lower_is_better
 from raygan.metrics.toy import toy_metrics
 
 FamilyFn = Callable[["MetricContext", Tensor], dict[str, float]]

@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from raygan.metrics.catalog import lower_is_better  # noqa: E402
+from raygan.config.catalog import lower_is_better  # noqa: E402
 from raygan.tuning.lineage import (  # noqa: E402
     Exploit,
     MetricCurves,

@@ -22,11 +22,11 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from raygan.config import ConfigError, RunConfig
+from raygan.config.catalog import best_scores, format_scores
 from raygan.config.tune import SearchDomain, clamp_to_space, perturbation_bounds
 from raygan.data import Dataset
 from raygan.engine.task import prepare
 from raygan.errors import StorageError, storage_problem
-from raygan.metrics.catalog import best_scores, format_scores
 from raygan.tuning.trainable import (
     CoevolutionTrainable,
     SharedData,

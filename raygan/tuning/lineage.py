@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from raygan.config.catalog import floor_name, lower_is_better
 from raygan.engine.history import SCORE_PREFIX
-from raygan.metrics.catalog import floor_name, lower_is_better
 
 Side = Literal["g", "d"]
 

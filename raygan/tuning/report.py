@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from raygan.atomic import atomic_write_text
-from raygan.metrics.catalog import BEST_PREFIX, FLOOR_SUFFIX, floor_name
+from raygan.config.catalog import BEST_PREFIX, FLOOR_SUFFIX, floor_name
 from raygan.tuning.lineage import Exploit, inherited, read_exploits
 from raygan.tuning.records import TrialRecord
 from raygan.tuning.results import best_trial, load_trials, require_experiment

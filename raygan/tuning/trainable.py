@@ -40,6 +40,7 @@ from ray.tune import PlacementGroupFactory
 
 from raygan.atomic import check_free_space
 from raygan.config import DataConfig, RunConfig, config_from_saved
+from raygan.config.catalog import BEST_PREFIX
 from raygan.config.schema import NEURALES_FITNESS
 from raygan.distributed.resources import trial_bundles
 from raygan.engine.checkpoint import CheckpointError, load_checkpoint
@@ -47,7 +48,6 @@ from raygan.engine.controller import GenerationSummary
 from raygan.engine.pool import CellPool
 from raygan.engine.run import CHECKPOINT, Run
 from raygan.engine.task import grid_of
-from raygan.metrics.catalog import BEST_PREFIX
 
 if TYPE_CHECKING:
     from raygan.data import Dataset

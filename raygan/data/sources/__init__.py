@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from raygan.metrics.catalog import DataKind
+from raygan.config.catalog import DataKind
 
 if TYPE_CHECKING:
     from raygan.config.model import DataConfig

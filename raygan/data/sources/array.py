@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from raygan.config.catalog import DataKind
 from raygan.data.dataset import Dataset
 from raygan.data.sources import Source, register_source
 from raygan.errors import DataError
-from raygan.metrics.catalog import DataKind
 
 if TYPE_CHECKING:
     from raygan.config.model import DataConfig

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from raygan.config.catalog import BUILTIN_IMAGE_DATASETS, TOY_DATASETS, DataKind, builtin_kind
 from raygan.data.dataset import Dataset
 from raygan.data.sources import Source, register_source
-from raygan.metrics.catalog import BUILTIN_IMAGE_DATASETS, TOY_DATASETS, DataKind, builtin_kind
 
 if TYPE_CHECKING:
     from raygan.config.model import DataConfig

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from raygan.config.catalog import DataKind
 from raygan.data.dataset import Dataset
 from raygan.data.sources import Source, register_source
 from raygan.data.sources.decode import cached, decode_images
 from raygan.errors import DataError
-from raygan.metrics.catalog import DataKind
 
 if TYPE_CHECKING:
     from PIL import Image

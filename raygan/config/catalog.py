@@ -1,9 +1,10 @@
 """The names of every metric, what data each applies to, and how results are keyed and shown.
 
-This module imports neither torch nor numpy: the config validates `metrics.names`,
-`metrics.rank_by` and `mixture.objective` against `METRICS` here, and the offline readers
-(reports, the CLI) use `result_key` / `best_scores` / `format_scores`. The functions that
-compute the metrics live in `raygan.metrics.registry`; a test checks both list the same names.
+It sits in the config, the bottom layer, and imports neither torch nor numpy: the config
+validates `metrics.names`, `metrics.rank_by` and `mixture.objective` against `METRICS` here,
+and the offline readers (reports, the CLI) use `result_key` / `best_scores` /
+`format_scores`. The functions that compute the metrics live in `raygan.metrics.registry`; a
+test checks both list the same names.
 
 Families: one feature extractor computes all the metrics of its family at once.
 - `toy`: mode coverage of the 2-D Gaussian mixtures (PacGAN/VEEGAN protocol).
