@@ -111,18 +111,25 @@ def check_resume_equals_uninterrupted(
     """Train `config` whole and again stopped after 2 generations then resumed (under `root`);
     assert both end in the same cell states and history.
 
+    The runs draw no figures: drawing them (matplotlib, most of a tiny generation's time) at
+    every evaluation of three runs would dominate the check, and nothing here reads them
+    (tests/test_engine.py and tests/test_tuning.py check the figures of a run).
+
     Returns:
         The resumed run's final cell states and its `cells.jsonl` rows.
     """
     import json
+    from unittest import mock
 
     from raygan.engine.checkpoint import load_checkpoint
+    from raygan.engine.outputs import RunOutputs
     from raygan.engine.run import train
 
-    train(config, root / "full", progress=False)
-    part = train(config, root / "part", stop_after=2, progress=False)
-    assert part.generation == 2 and not (root / "part" / "final.json").exists()
-    resumed = train(config, root / "part", resume=True, progress=False)
+    with mock.patch.object(RunOutputs, "figures", lambda self, summary, copy_tag="": []):
+        train(config, root / "full", progress=False)
+        part = train(config, root / "part", stop_after=2, progress=False)
+        assert part.generation == 2 and not (root / "part" / "final.json").exists()
+        resumed = train(config, root / "part", resume=True, progress=False)
     assert resumed.generation == config.training.generations
     _, ctl_full, cells_full = load_checkpoint(root / "full" / "checkpoint.pt")
     _, ctl_res, cells_res = load_checkpoint(root / "part" / "checkpoint.pt")

@@ -1,11 +1,11 @@
-"""A 2x2 Ray-backend grid under Tune on a three-node `ray.cluster_utils.Cluster`, one node lost.
+"""A 1x2 Ray-backend grid under Tune on a three-node `ray.cluster_utils.Cluster`, one node lost.
 
 Run by `tests/test_multinode.py` in a process of its own (the test session's Ray instance
 cannot also be a `Cluster`), with `RAY_TMPDIR` pointing at a private directory so that the
 cluster's address file never makes another process's `ray.init()` join it.
 
-The head holds only the trial's controller bundle (2 logical CPUs); each worker node holds two
-cells (1 CPU, cells of 0.5). When the trial reports generation `LOSE_AT`, the worker node of
+The head holds only the trial's controller bundle (2 logical CPUs); each worker node holds one
+cell (1 CPU, cells of 1). When the trial reports generation `LOSE_AT`, the worker node of
 cell 0 is removed and a replacement joins (the head and the other worker cannot hold the grid
 alone). The run must then end exactly where an uninterrupted local run of the same config ends.
 Cell states live in the object store of their cell's node (Ray inlines nothing here, as it
@@ -39,9 +39,10 @@ from raygan.engine.pool import LocalCellPool  # noqa: E402
 from raygan.tuning.experiment import run_experiment  # noqa: E402
 from raygan.tuning.results import latest_checkpoint, load_trials  # noqa: E402
 
-GENERATIONS = 6
+GENERATIONS = 4
 LOSE_AT = 3
-"""The node is lost once the trial has reported this generation (checkpoints: 2, 4, 6)."""
+"""The node is lost once the trial has reported this generation (checkpoints: 2, 4): the
+restart point of generation 4 is lost with it, and Tune restores the trial from generation 2."""
 
 MIB = 2**20
 
@@ -50,18 +51,20 @@ CONFIG: RunConfig = tiny_toy_config(**{
     "name": "node_loss", "training.generations": GENERATIONS, "training.max_batches": 4,
     "metrics.every": 2, "output.checkpoint_every": 2, "tune.max_failures": 2,
     "resources.backend": "ray", "resources.controller_cpus": 2.0,
-    "resources.cpus_per_cell": 0.5,
+    "resources.cpus_per_cell": 1.0, "grid.rows": 1,
 })
-"""A tiny 2x2 grid, each cell an actor in the trial's placement group."""
+"""A tiny 1x2 grid, each cell an actor in the trial's placement group (every actor start takes
+seconds, before the loss and again after it: two cells show the scenario)."""
+CELLS = CONFIG.grid.size
 
 
 def cell_nodes() -> list[str]:
-    """Node ids of the cell bundles (1..4) of the trial's placement group."""
+    """Node ids of the cell bundles (1..CELLS) of the trial's placement group."""
     groups = [g for g in ray.util.placement_group_table().values()
-              if g["state"] == "CREATED" and len(g["bundles"]) == 5]
+              if g["state"] == "CREATED" and len(g["bundles"]) == 1 + CELLS]
     assert len(groups) == 1, groups
     nodes = groups[0]["bundles_to_node_id"]
-    return [nodes[i] for i in range(1, 5)]
+    return [nodes[i] for i in range(1, 1 + CELLS)]
 
 
 class LoseANode(tune.Callback):

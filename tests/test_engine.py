@@ -69,9 +69,10 @@ def test_cells_start_different_and_runs_reproduce(tiny_config) -> None:
     ("rule", "g_ema"), [("lipizzaner", 0.0), *((rule, 0.9) for rule in RULE_OVERRIDES)]
 )
 def test_resume_equals_uninterrupted(tmp_path: Path, rule: str, g_ema: float) -> None:
+    # 3 generations: stopped after 2, the resumed run trains one from the checkpoint
     cfg = tiny_toy_config(
         **{
-            "training.generations": 4,
+            "training.generations": 3,
             "losses.mutation": "batch",
             "output.checkpoint_every": 1,
             "training.g_ema": g_ema,
@@ -80,7 +81,7 @@ def test_resume_equals_uninterrupted(tmp_path: Path, rule: str, g_ema: float) ->
     )
     _, rows = check_resume_equals_uninterrupted(cfg, tmp_path)
     assert [(r["generation"], r["cell"]) for r in rows] == [
-        (g, c) for g in range(4) for c in range(4)
+        (g, c) for g in range(3) for c in range(4)
     ]
 
 
@@ -266,9 +267,9 @@ def test_an_option_that_cannot_act_is_a_one_line_error() -> None:
 def test_a_damaged_checkpoint_resumes_from_the_previous_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = tiny_toy_config(**{"training.generations": 4, "output.checkpoint_every": 1})
+    cfg = tiny_toy_config(**{"training.generations": 3, "output.checkpoint_every": 1})
     train(cfg, tmp_path / "full", progress=False)
-    train(cfg, tmp_path / "part", stop_after=3, progress=False)
+    train(cfg, tmp_path / "part", stop_after=2, progress=False)
     ckpt = tmp_path / "part" / "checkpoint.pt"
     assert (tmp_path / "part" / "checkpoint.prev.pt").is_file()
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # torn by a crash
@@ -277,13 +278,13 @@ def test_a_damaged_checkpoint_resumes_from_the_previous_one(
     capsys.readouterr()
     assert main(["resume", str(tmp_path / "part"), "--quiet"]) == 0
     err = capsys.readouterr().err
-    assert "checkpoint.pt is truncated or corrupt" in err and "(generation 2)" in err
+    assert "checkpoint.pt is truncated or corrupt" in err and "(generation 1)" in err
     assert "Traceback" not in err
-    # generation 3 ran again from generation 2's checkpoint: the same end as uninterrupted
+    # generation 2 ran again from generation 1's checkpoint: the same end as uninterrupted
     _, ctl_full, cells_full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
     _, ctl_res, cells_res = load_checkpoint(ckpt)
     assert_same_state(cells_full, cells_res)
-    assert ctl_res["generation"] == ctl_full["generation"] == 4
+    assert ctl_res["generation"] == ctl_full["generation"] == 3
 
 
 def test_a_damaged_checkpoint_without_a_previous_one_is_one_line(

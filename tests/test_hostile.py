@@ -201,8 +201,10 @@ def test_a_full_disk_under_tune_stops_in_one_line_and_resumes(
 ) -> None:
     from raygan.tuning.results import latest_checkpoint
 
+    # one restart of the failed trial (each takes a trial process start): it meets the full
+    # disk again, and still nothing is torn
     cfg = _write(small_disk.parent / "c.yaml",
-                 tiny_toy_config(**{"training.generations": 5}).to_dict())
+                 tiny_toy_config(**{"training.generations": 5, "tune.max_failures": 1}).to_dict())
     assert main(["train", str(cfg), "--storage", str(small_disk), "--quiet"]) == 2
     line = _one_line(capsys, "No space left on device", "raygan resume")
     experiment = small_disk / "tiny"

@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same_state, config_error, tiny_toy_config
+from conftest import (
+    assert_same_state,
+    check_resume_equals_uninterrupted,
+    config_error,
+    tiny_toy_config,
+)
 from torch import nn
 
 from raygan.config import RunConfig
@@ -30,10 +35,8 @@ from raygan.core.techniques import (
     step,
 )
 from raygan.data.images import load_image_dataset
-from raygan.engine.checkpoint import load_checkpoint
 from raygan.engine.controller import Controller
 from raygan.engine.pool import LocalCellPool
-from raygan.engine.run import train
 
 ALL_MLP = {
     "losses.feature_matching": True,
@@ -227,13 +230,8 @@ def test_resume_equals_uninterrupted_with_the_techniques_on(tmp_path: Path) -> N
         **{"training.generations": 3, "output.checkpoint_every": 1, "training.rule": "live",
            **ALL_MLP}
     )
-    train(cfg, tmp_path / "full", progress=False)
-    train(cfg, tmp_path / "part", stop_after=1, progress=False)
-    train(cfg, tmp_path / "part", resume=True, progress=False)
-    _, _, cells_full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
-    _, _, cells_res = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
-    assert_same_state(cells_full, cells_res)
-    count = cells_full[0]["d"]["net"]["history_count"]
+    cells, _ = check_resume_equals_uninterrupted(cfg, tmp_path)
+    count = cells[0]["d"]["net"]["history_count"]
     assert int(count) > 1  # the running mean took in the steps
 
 

@@ -112,7 +112,9 @@ def test_scores_are_shown_with_their_floor_and_result_keys_come_from_one_place()
 def test_cifar_shaped_run_scores_and_ranks_with_inception_fid(tmp_path: Path) -> None:
     from torchvision.models import inception_v3
 
-    write_fake_cifar10(tmp_path / "data", per_batch=10)
+    # Inception runs on every image scored (resized to 299x299): 30 training images give a
+    # 15-image reference set, and each evaluation, floor and mixture draw scores 10
+    write_fake_cifar10(tmp_path / "data", per_batch=6)
     weights = tmp_path / "inception_v3_google-0cc3c7bd.pth"
     # random weights: the test checks the wiring, not the values
     torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(),
@@ -121,7 +123,7 @@ def test_cifar_shaped_run_scores_and_ranks_with_inception_fid(tmp_path: Path) ->
         "data.name=cifar10", f"data.root={tmp_path / 'data'}", "grid.rows=1", "grid.cols=1",
         "networks.latent_dim=8", "networks.g_hidden=16", "networks.d_hidden=16",
         "training.generations=1", "training.batch_size=10", "training.device=cpu",
-        "evolution.fitness_sample_size=10", "mixture.samples=10", "metrics.samples=16",
+        "evolution.fitness_sample_size=10", "mixture.samples=10", "metrics.samples=10",
         f"metrics.cache_dir={tmp_path / 'cache'}", f"metrics.inception_weights={weights}",
     ]
     config = load_config(None, overrides)

@@ -314,7 +314,7 @@ def test_resume_equals_uninterrupted_with_k_discriminators(
     if local:
         extra.update({"losses.discriminators": "local", "losses.k": 3})
     cfg = tiny_toy_config(**{
-        "training.generations": 4, "losses.mutation": "batch", "output.checkpoint_every": 1,
+        "training.generations": 3, "losses.mutation": "batch", "output.checkpoint_every": 1,
         "training.rule": rule, "losses.multi_discriminator": mode, **extra,
     })
     cells, rows = check_resume_equals_uninterrupted(cfg, tmp_path)

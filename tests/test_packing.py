@@ -170,7 +170,7 @@ def test_vectorised_dcgan_cells_equal_sequential_cells() -> None:
 
 def test_vectorised_resume_equals_uninterrupted(tmp_path: Path) -> None:
     config = tiny_toy_config(**RULE_OVERRIDES["lipizzaner"], **MUTATING, **{
-        "training.generations": 4, "resources.cells_per_actor": 2, "resources.vectorise": True,
+        "training.generations": 3, "resources.cells_per_actor": 2, "resources.vectorise": True,
         "output.checkpoint_every": 1})
     check_resume_equals_uninterrupted(config, tmp_path)
 

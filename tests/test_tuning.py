@@ -52,8 +52,9 @@ from raygan.tuning.trainable import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERATIONS = 12
-# evaluations every 2 generations (so results carry scores forward), a checkpoint every one
+GENERATIONS = 6
+# evaluations every 2 generations (so results carry scores forward), a checkpoint every one:
+# the restarts below kill a trial at generation 5 and a driver after generation 2
 TRAIN_CONFIG: RunConfig = tiny_toy_config(
     **{"training.generations": GENERATIONS, "metrics.every": 2, "output.checkpoint_every": 1}
 )
@@ -379,32 +380,6 @@ def test_train_refuses_an_existing_experiment(
     assert "plain runs only" in capsys.readouterr().err
 
 
-class _KillTrialOnce(tune.Callback):
-    """Kills the trial's process once, when it reports generation `at`."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-        self.killed: list[int] = []
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
-                        **info: Any) -> None:
-        if result["generation"] == self.at and not self.killed:
-            self.killed.append(result["pid"])
-            os.kill(result["pid"], signal.SIGKILL)
-
-
-def test_failed_trial_restarts_from_its_last_checkpoint(trained: Path, tmp_path: Path) -> None:
-    killer = _KillTrialOnce(at=5)
-    path, results = run_experiment(TRAIN_CONFIG, sweep=False, storage_path=str(tmp_path),
-                                   quiet=True, callbacks=[killer])
-    assert killer.killed and not results.errors
-    (record,) = load_trials(path)
-    assert record.status == "TERMINATED" and record.failures == 1
-    assert _final_scores(Path(path)) == _final_scores(trained)
-    pd.testing.assert_frame_equal(_history(Path(path)), _history(trained))
-    assert_same_state(_final_cells(Path(path)), _final_cells(trained))
-
-
 class _DamageCheckpointThenKillTrial(tune.Callback):
     """When the trial reports generation `at`: truncates its newest checkpoint (a torn write)
     and kills its process, so that Tune restores it from that checkpoint."""
@@ -426,6 +401,9 @@ class _DamageCheckpointThenKillTrial(tune.Callback):
 def test_a_damaged_checkpoint_restores_the_trial_from_the_one_before(
     trained: Path, tmp_path: Path
 ) -> None:
+    # also the failed-trial test (a Tune run costs seconds): Tune restarts the killed trial,
+    # one failure, and it ends as the uninterrupted run did; restoring from an intact last
+    # checkpoint is the path of the multi-node and killed-driver tests
     import ray
 
     breaker = _DamageCheckpointThenKillTrial(at=5)
@@ -517,7 +495,7 @@ def test_killed_driver_then_resume_gives_the_same_final_metrics(
         )
     try:
         deadline = time.monotonic() + 180
-        # two generations checkpointed, ten to go: kill the driver there
+        # two generations checkpointed, four to go: kill the driver there
         while not list(experiment.glob("trial_*/checkpoint_000001/checkpoint.pt")):
             assert driver.poll() is None, f"the driver exited early:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"no checkpoint in time:\n{log.read_text()}"
@@ -532,7 +510,7 @@ def test_killed_driver_then_resume_gives_the_same_final_metrics(
             pass
     (interrupted,) = load_trials(experiment)
     assert interrupted.status != "TERMINATED", "the run finished before the driver was killed"
-    assert "generation 12/12" not in log.read_text()
+    assert f"generation {GENERATIONS}/{GENERATIONS}" not in log.read_text()
 
     assert main(["resume", str(experiment)]) == 0
     (record,) = load_trials(experiment)
@@ -547,7 +525,8 @@ def test_killed_driver_then_resume_gives_the_same_final_metrics(
 def test_pbt_sweep_exploits_and_the_report_lists_every_trial(
     ray_session: None, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    config = tiny_toy_config(**{"name": "pbt", "training.generations": 4})
+    # evaluated at the perturbation (generation 2) and at the end: the scores PBT compares
+    config = tiny_toy_config(**{"name": "pbt", "training.generations": 4, "metrics.every": 2})
     sweep = {
         "scheduler": "pbt", "num_samples": 2, "perturbation_interval": 2,
         "quantile_fraction": 0.5, "synch": True,
@@ -659,7 +638,7 @@ def test_ray_backend_cells_go_into_the_trial_placement_group(
 ) -> None:
     ray = pytest.importorskip("ray")
     config = tiny_toy_config(**{
-        "name": "actors", "grid.rows": 1, "training.generations": 2,
+        "name": "actors", "grid.rows": 1, "training.generations": 2, "metrics.every": 2,
         "resources.backend": "ray", "resources.cpus_per_cell": 0.5,
         "resources.controller_cpus": 0.5,
     })
