@@ -119,12 +119,15 @@ class Table:
 
 
 def tables(quick: bool) -> dict[str, Table]:
-    """The tables of a full run, or of `--quick` (ring8 only, a few hundred steps)."""
+    """The tables of a full run, or of `--quick` (ring8 only, one generation of 50 steps)."""
     if quick:
+        # a smoke test of every table kind: the fewest steps a run takes (one generation of
+        # `BATCHES`), and the wall-clock grid in two actors (each actor's start is seconds)
         return {
-            "ring8_2x2": Table("ring8", 2, 100, 1, ["single", "own", "fresh"]),
-            "ring8_3x3": Table("ring8", 3, 50, 1, top_of="ring8_2x2", stage=1),
-            "ring8_wallclock": Table("ring8", 2, 50, 1, top_of="ring8_2x2", stage=2),
+            "ring8_2x2": Table("ring8", 2, BATCHES, 1, ["single", "own", "fresh"]),
+            "ring8_3x3": Table("ring8", 3, BATCHES, 1, top_of="ring8_2x2", stage=1),
+            "ring8_wallclock": Table("ring8", 2, BATCHES, 1, top_of="ring8_2x2", stage=2,
+                                     extra=("resources.cells_per_actor=2",)),
         }
     return {
         "mnist5k_2x2": Table("mnist5k", 2, 2000, 3, list(SETTINGS), extra=MNIST_LR),
@@ -424,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
     p.add_argument("--results", type=Path, help="JSON-lines file of finished runs (default: "
                    "bench/results/coevolution.jsonl; with --quick a fresh temporary file)")
-    p.add_argument("--quick", action="store_true", help="ring8 only, a few hundred steps")
+    p.add_argument("--quick", action="store_true", help="ring8 only, 50 steps per network")
     args = p.parse_args(argv)
     every = tables(args.quick)
     names = args.tables or list(every)

@@ -50,7 +50,7 @@ def _finite(value: Any) -> float | None:
 
 def sweep(config: RunConfig, storage: Path) -> dict[str, Any]:
     """Run the evolve sweep; its steps, final population and best genome."""
-    from raygan.tuning.evolve_report import evolve_steps
+    from raygan.reporting.evolve_report import evolve_steps
     from raygan.tuning.experiment import run_experiment
     from raygan.tuning.results import best_trial, load_trials
 

@@ -11,8 +11,8 @@ Prints one JSON object on stdout (progress on stderr):
   task itself) in the object store as restart points.
 - `cell_vs_plain`: training throughput of one cell against a plain PyTorch loop training the
   same G and D (same initial weights, data, batch size, Adam settings, heuristic loss, number of
-  steps, one thread): `Cell.begin` + `Cell.train` alone, and a whole 1x1 `Controller.step`
-  (lr mutation and mixture off; fitness and publishing still run). The
+  steps, one thread): `Cell.begin` + `GenerationInProgress.train` alone, and a whole 1x1
+  `Controller.step` (lr mutation and mixture off; fitness and publishing still run). The
   ratio cell/plain is in steps per second; 1.0 is the limit.
 - `mixture_es`: the cost of the mixture-weights ES in `mnist5k_mustangs.yaml`'s generation (the
   default run until 2026-12-02; local pool,
@@ -253,11 +253,9 @@ def cell_vs_plain(base: dict[str, Any], steps: int, repeats: int) -> dict[str, A
 
     def run_cell_train() -> int:
         # the batches alone: begin's fitness batch is a few forward passes
-        n = cell.begin(0, [])
-        cell.train(None, n)
-        steps = int(cell._state().tally.batches)
-        cell._running = None
-        return steps
+        current = cell.begin(0, [])
+        current.train(current.left)
+        return int(current.tally.batches)  # left unfinished: only the batch loop is timed
 
     def run_generation() -> int:
         return int(controller.step().reports[0].steps)

@@ -80,7 +80,7 @@ def train_throughput(config: RunConfig, generations: int) -> dict[str, float]:
         if config.training.device == "cuda":
             torch.cuda.synchronize()
         t2 = time.perf_counter()
-        reports = group.finish(g)
+        reports = group.finish()
         t3 = time.perf_counter()
         if g:  # generation 0 warms up
             train_s += t2 - t1

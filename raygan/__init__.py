@@ -11,7 +11,9 @@ The Python API (`raygan.api`, `raygan.result`)::
     result.export("mixture.pt")         # torch.jit.load it anywhere, no raygan needed
 
 The names below are imported on first use, so `import raygan` (and every `raygan.*` module)
-stays free of torch and Ray until they are needed.
+stays free of torch and Ray until they are needed. Importing it registers the built-in
+components' specs (`raygan.components`); `register_rule`, `register_network` and
+`register_loss` add one of your own (docs/components.md).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from raygan import components as _components  # noqa: F401  (the built-in specs)
 from raygan.version import __version__
 
 if TYPE_CHECKING:
@@ -37,7 +40,11 @@ if TYPE_CHECKING:
         RunConfig,
         TrainingConfig,
     )
+    from raygan.config.specs import LossSpec, NetworkSpec, RuleSpec
     from raygan.config.tune import TuneSection
+    from raygan.core.losses import register_loss
+    from raygan.core.networks import register_network
+    from raygan.core.rules import register_rule
     from raygan.data import Dataset
     from raygan.errors import DataError
     from raygan.export import MixtureGenerator
@@ -50,20 +57,26 @@ __all__ = [
     "Dataset",
     "EvolutionConfig",
     "GridConfig",
+    "LossSpec",
     "LossesConfig",
     "MetricsConfig",
     "MixtureConfig",
     "MixtureGenerator",
+    "NetworkSpec",
     "NetworksConfig",
     "OutputConfig",
     "ResourcesConfig",
     "Result",
+    "RuleSpec",
     "RunConfig",
     "TrainingConfig",
     "TuneSection",
     "__version__",
     "load",
     "load_config",
+    "register_loss",
+    "register_network",
+    "register_rule",
     "resume",
     "train",
     "tune",
@@ -79,6 +92,10 @@ _HOMES = {
     "raygan.export": ("MixtureGenerator",),
     "raygan.result": ("Result",),
     "raygan.config.tune": ("TuneSection",),
+    "raygan.config.specs": ("LossSpec", "NetworkSpec", "RuleSpec"),
+    "raygan.core.losses": ("register_loss",),
+    "raygan.core.networks": ("register_network",),
+    "raygan.core.rules": ("register_rule",),
 }
 _LAZY = {name: module for module, names in _HOMES.items() for name in names}
 """Public name -> the module it lives in."""

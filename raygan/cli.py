@@ -116,7 +116,7 @@ def _finish(path: str, results: Any) -> int:
     from raygan.tuning.experiment import is_uri, storage_failure
 
     if not is_uri(path):
-        from raygan.tuning.report import format_table, trial_rows
+        from raygan.reporting.report import format_table, trial_rows
         from raygan.tuning.results import load_trials
 
         print(format_table(*trial_rows(load_trials(path))))
@@ -196,7 +196,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from raygan.tuning.report import write_report
+    from raygan.reporting.report import write_report
 
     if args.out:
         probe_writable(Path(args.out).expanduser().parent)

@@ -317,20 +317,69 @@ def reattach(config: RunConfig, data: Any, generator: Any, discriminator: Any) -
             put(spec, obj)
 
 
+_REGISTRATIONS = "registrations"
+"""The token the components registered through the public API are shipped under."""
+
+
+def _ship_registrations() -> list[str]:
+    """Put this process's registrations (`raygan.config.specs.registered`) in Ray's key-value
+    store, their classes and functions pickled by value where their modules are a user's
+    files (`_by_value`); returns the token to `unship` ([] when there are none)."""
+    from contextlib import ExitStack
+
+    from ray import cloudpickle
+    from ray.experimental import internal_kv
+
+    from raygan.config import specs
+
+    entries = specs.registered()
+    if not entries:
+        return []
+    with ExitStack() as stack:
+        for _, args in entries:
+            for obj in args:
+                for part in (obj, *vars(obj).values()) if hasattr(obj, "__dict__") else (obj,):
+                    if callable(part):
+                        stack.enter_context(_by_value(part))
+        try:
+            payload = cloudpickle.dumps(entries)
+        except Exception as exc:  # pickling runs the user's code (__reduce__, closures)
+            raise ConfigError(f"a registered component cannot be pickled for the Ray workers "
+                              f"({one_line(exc)})") from exc
+    internal_kv._internal_kv_put(_kv_key(_REGISTRATIONS), payload, namespace=_KV_NAMESPACE)
+    return [_REGISTRATIONS]
+
+
+def fetch_registrations() -> bool:
+    """Repeat the driver's registrations in this Ray worker (`raygan.config.specs.on_unknown`
+    calls it for a name it does not know); False when there are none to fetch. Fetched at
+    every such miss: a worker Ray reuses may serve another driver's run."""
+    entries = _fetch(_REGISTRATIONS)
+    if entries is None:
+        return False
+    for register, args in entries:
+        register(*args)
+    return True
+
+
 @contextmanager
 def shipped(config: RunConfig, start: Callable[[], object] | None) -> Iterator[None]:
-    """While inside, the Ray workers find `config`'s networks passed as objects (`ship`);
-    `start()` brings Ray up first (None: no Ray worker builds them, nothing is shipped). A
-    worker's failure to unpickle one is one line."""
+    """While inside, the Ray workers find `config`'s networks passed as objects (`ship`) and
+    the components registered in this process (`_ship_registrations`); `start()` brings Ray
+    up first (None: no Ray worker builds them, nothing is shipped). A worker's failure to
+    unpickle one is one line."""
+    from raygan.config import specs as component_specs
+
     nets = config.networks
     specs = [nets.generator, nets.discriminator] if nets.kind == "custom" else []
-    if start is None or not any(token_of(spec) for spec in specs):
+    if start is None or not (any(token_of(spec) for spec in specs)
+                             or component_specs.registered()):
         yield
         return
     from ray.exceptions import RayError
 
     start()
-    tokens = ship(specs)
+    tokens = ship(specs) + _ship_registrations()
     try:
         yield
     except RayError as exc:

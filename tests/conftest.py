@@ -21,7 +21,11 @@ from raygan.config import RunConfig, config_from_dict  # noqa: E402
 
 
 def tiny_toy_config(**overrides: object) -> RunConfig:
-    """A 2x2 ring-8 grid that runs a generation in well under a second."""
+    """A 2x2 ring-8 grid that runs a generation in well under a second.
+
+    It draws no figures (`output.figures: false`): drawing them is most of a tiny generation's
+    time, and only the tests that look at them turn them on.
+    """
     base = {
         "name": "tiny",
         "seed": 3,
@@ -33,6 +37,7 @@ def tiny_toy_config(**overrides: object) -> RunConfig:
         "training": {"generations": 3, "batch_size": 50, "lr_g": 1e-3, "lr_d": 1e-3,
                      "device": "cpu"},
         "metrics": {"every": 1, "samples": 300},
+        "output": {"figures": False},
     }
     if overrides.get("data.name", "ring8") not in ("ring8", "grid25"):
         del base["data"]["samples"]  # type: ignore[attr-defined]  # toy only
@@ -55,6 +60,17 @@ RULE_OVERRIDES: dict[str, dict[str, object]] = {
 def tiny_config() -> RunConfig:
     """See `tiny_toy_config`."""
     return tiny_toy_config()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of the session's Ray instance (`ray_session`) in one xdist group: they run one
+    after another on one worker, which holds the one Ray instance, while the other worker runs
+    the rest. They wait on process starts for about half their time, which the other fills.
+    (Tests that start a Ray of their own in another process need no group.)"""
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 @pytest.fixture(scope="session")
@@ -111,25 +127,23 @@ def check_resume_equals_uninterrupted(
     """Train `config` whole and again stopped after 2 generations then resumed (under `root`);
     assert both end in the same cell states and history.
 
-    The runs draw no figures: drawing them (matplotlib, most of a tiny generation's time) at
-    every evaluation of three runs would dominate the check, and nothing here reads them
-    (tests/test_engine.py and tests/test_tuning.py check the figures of a run).
+    The runs draw no figures (`output.figures: false`): drawing them (matplotlib, most of a
+    tiny generation's time) at every evaluation of three runs would dominate the check, and
+    nothing here reads them (tests/test_engine.py and tests/test_tuning.py check the figures).
 
     Returns:
         The resumed run's final cell states and its `cells.jsonl` rows.
     """
     import json
-    from unittest import mock
 
     from raygan.engine.checkpoint import load_checkpoint
-    from raygan.engine.outputs import RunOutputs
     from raygan.engine.run import train
 
-    with mock.patch.object(RunOutputs, "figures", lambda self, summary, copy_tag="": []):
-        train(config, root / "full", progress=False)
-        part = train(config, root / "part", stop_after=2, progress=False)
-        assert part.generation == 2 and not (root / "part" / "final.json").exists()
-        resumed = train(config, root / "part", resume=True, progress=False)
+    config = config.replace(**{"output.figures": False})
+    train(config, root / "full", progress=False)
+    part = train(config, root / "part", stop_after=2, progress=False)
+    assert part.generation == 2 and not (root / "part" / "final.json").exists()
+    resumed = train(config, root / "part", resume=True, progress=False)
     assert resumed.generation == config.training.generations
     _, ctl_full, cells_full = load_checkpoint(root / "full" / "checkpoint.pt")
     _, ctl_res, cells_res = load_checkpoint(root / "part" / "checkpoint.pt")

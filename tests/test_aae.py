@@ -19,15 +19,16 @@ from conftest import (
     config_error,
 )
 from conftest import tiny_toy_config as _tiny
+from image_sets import image_data
 
 from raygan.config import RunConfig
 from raygan.core import aae
 from raygan.core.cell import Cell, cell_seeds
+from raygan.core.fitness import all_vs_all
 from raygan.core.individual import Individual, make_optimizer
 from raygan.core.losses import get_loss
 from raygan.core.networks import build_networks
 from raygan.core.task import CellTask
-from raygan.data.images import load_image_dataset
 from raygan.engine.controller import Controller
 from raygan.engine.pool import LocalCellPool
 
@@ -41,7 +42,7 @@ TRAIN = 1500  # digits8x8 images the cells train on; the other 297 are held out
 
 @pytest.fixture(scope="module")
 def digits() -> torch.Tensor:
-    return load_image_dataset("digits8x8").images
+    return image_data("digits8x8").images
 
 
 def _one_cell(cfg: RunConfig, data: torch.Tensor) -> Cell:
@@ -134,7 +135,7 @@ def test_fitness_is_the_encoders_codes_against_the_latent_d(digits: torch.Tensor
     cell = _digits_cell(digits)
     real = digits[:64]
     z = aae.latent(cell.config.networks, 64, torch.Generator().manual_seed(3))
-    g_fit, d_fit = cell._fitness([cell.g.net], [cell.d.net], (real, z))
+    g_fit, d_fit = all_vs_all(cell.config, [cell.g.net], [cell.d.net], (real, z))
     loss = get_loss(cell.config.evolution.fitness_loss)
     with torch.no_grad():
         codes = cell.g.net.encoder(real)
@@ -159,9 +160,9 @@ def test_snapshots_and_checkpoints_carry_encoder_decoder_and_latent_d(
         for c in cells:
             report = c.run_generation(generation, [snaps[1 - c.index]])
             assert not report.nonfinite and math.isfinite(report.reconstruction)
-    cells[1]._receive([cells[0].publish()])
-    assert_same_state(cells[1]._g_slots[0].state_dict(), cells[0].g.net.state_dict())
-    assert_same_state(cells[1]._d_slots[0].state_dict(), cells[0].d.net.state_dict())
+    cells[1].neighbourhood.receive([cells[0].publish()])
+    assert_same_state(cells[1].neighbourhood.g_slots[0].state_dict(), cells[0].g.net.state_dict())
+    assert_same_state(cells[1].neighbourhood.d_slots[0].state_dict(), cells[0].d.net.state_dict())
     assert {"encoder.net.0.weight", "decoder.net.0.weight"} <= set(cells[0].g.net.state_dict())
     assert cells[0].d.net.net[0].in_features == cfg.networks.latent_dim  # a latent D
     twin = Cell(cfg, 0, [1], CellTask(digits[:300], lambda s: 0.0, lambda s: {}), seeds[1])

@@ -13,10 +13,10 @@ import torch
 import yaml
 
 from raygan.arch.bounds import Bounds, check
-from raygan.arch.build import build, feasible, parameter_count
+from raygan.arch.build import build, infeasibility, parameter_count
 from raygan.arch.elitism import Refill, elite_count, refill, select
 from raygan.arch.genome import Block, Genome, Optimizer
-from raygan.arch.variation import Variation, inherit_weights, mutate, random_genome
+from raygan.arch.variation import Variation, inherit_state, mutate, random_genome
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
 LATENT = 16
@@ -71,7 +71,8 @@ def test_build_uses_only_the_given_generator() -> None:
 def test_infeasible_genome_is_refused_in_one_line() -> None:
     up = Block("conv", 8, 4, 2)
     genome = dataclasses.replace(_genome(), g_blocks=(up, up, up))  # 28 / 8 is no integer
-    assert feasible(genome, (1, 32, 32)) and not feasible(genome, (1, 28, 28))
+    assert infeasibility(genome, (1, 32, 32)) is None
+    assert infeasibility(genome, (1, 28, 28)) is not None
     with pytest.raises(ValueError, match="2\\*\\*3") as err:
         build(genome, LATENT, (1, 28, 28), _tg(0))
     assert "\n" not in str(err.value)
@@ -105,7 +106,7 @@ def test_variation_is_deterministic_and_stays_in_bounds(shape: tuple[int, int, i
         for _ in range(steps):
             genome, record = mutate(genome, rng, shape, BOUNDS, LATENT)
             check(genome, shape, BOUNDS, LATENT)
-            assert feasible(genome, shape)
+            assert infeasibility(genome, shape) is None
             out.append((genome, record))
         return out
 
@@ -212,13 +213,13 @@ def test_refill_names_the_parent(mode: Literal["mutate", "random"]) -> None:
             assert record.parent is None and record.variation.op == "random"
 
 
-def test_inherit_weights_copies_everything_for_an_unchanged_genome() -> None:
+def test_inherit_state_copies_everything_for_an_unchanged_genome() -> None:
     shape = (1, 28, 28)
     parent = build(_genome(), LATENT, shape, _tg(0))
     child = build(_genome(), LATENT, shape, _tg(1))
     z = torch.randn(4, LATENT, generator=_tg(2))
     for p, c in zip(parent, child):
-        assert inherit_weights(c, p) == len(p.state_dict())
+        assert inherit_state(c.state_dict(), p.state_dict()) == len(p.state_dict())
         p.eval()
         c.eval()
     with torch.no_grad():
@@ -227,7 +228,7 @@ def test_inherit_weights_copies_everything_for_an_unchanged_genome() -> None:
         assert torch.equal(child[1](x), parent[1](x))
 
 
-def test_inherit_weights_copies_only_matching_shapes_after_a_mutation() -> None:
+def test_inherit_state_copies_only_matching_shapes_after_a_mutation() -> None:
     shape = (1, 28, 28)
     genome = _genome()
     widened = dataclasses.replace(genome.d_blocks[1], width=64)
@@ -237,7 +238,7 @@ def test_inherit_weights_copies_only_matching_shapes_after_a_mutation() -> None:
     child = build(mutated, LATENT, shape, _tg(1))[1]
     fresh = {k: v.clone() for k, v in child.state_dict().items()}
     before = parent.state_dict()
-    copied = inherit_weights(child, parent)
+    copied = inherit_state(child.state_dict(), parent.state_dict())
     after = child.state_dict()
     matching = [k for k in after if k in before and before[k].shape == after[k].shape]
     assert copied == len(matching)

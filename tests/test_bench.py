@@ -42,7 +42,7 @@ def test_quick_run_has_the_documented_keys(quick: tuple[dict, Path]) -> None:
         assert {"mean", "std"} == set(setting["mode_tvd"]), name
         if name != "own_best":
             assert run["gradient_steps"] > 0 and run["steps_per_s"] > 0
-            assert run["curve"][-1]["steps_per_network"] == 100
+            assert run["curve"][-1]["steps_per_network"] == coevolution.BATCHES  # one generation
     # own_best is own's best cell's own generator, scored apart from its mixture
     own = table["settings"]["own"]["runs"][0]
     assert table["settings"]["own_best"]["runs"][0]["mode_tvd"] == own["generator_mode_tvd"]

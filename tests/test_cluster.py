@@ -459,6 +459,7 @@ evolution: {fitness_sample_size: 100}
 mixture: {samples: 100}
 training: {generations: 2, batch_size: 50, device: cpu}
 metrics: {every: 1, samples: 100}
+output: {figures: false}
 """
 _PORT_FLAGS = (
     "port",

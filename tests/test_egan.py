@@ -15,8 +15,9 @@ from raygan.config import RunConfig, load_config
 from raygan.core.cell import Cell
 from raygan.core.individual import Individual, make_optimizer
 from raygan.core.losses import get_loss
+from raygan.core.progress import GenerationInProgress
 from raygan.core.rules import egan
-from raygan.core.rules.base import Tally
+from raygan.core.steps import Tally
 from raygan.engine.controller import Controller
 from raygan.engine.pool import LocalCellPool
 
@@ -31,12 +32,11 @@ def _weights(net: nn.Module) -> Tensor:
     return torch.cat([p.detach().flatten() for p in net.parameters()])
 
 
-def _begun(config: RunConfig) -> Cell:
+def _begun(config: RunConfig) -> tuple[Cell, GenerationInProgress]:
     pool = LocalCellPool(config)
     snaps = {c.index: c.publish() for c in pool.cells}
     cell = pool.cells[0]
-    cell.begin(0, [snaps[j] for j in cell.neighbours])
-    return cell
+    return cell, cell.begin(0, [snaps[j] for j in cell.neighbours])
 
 
 # -- selection ------------------------------------------------------------------------------
@@ -156,9 +156,7 @@ def test_the_offspring_with_the_best_fitness_becomes_the_parent_and_the_centre(
 ) -> None:
     planted = _Planted(winner)
     monkeypatch.setattr(egan, "egan_fitness", planted)
-    cell = _begun(_config(**{"evolution.egan_mu": 1}))
-    run = cell._running
-    assert run is not None
+    cell, run = _begun(_config(**{"evolution.egan_mu": 1}))
     start = _weights(cell.g.net)
     picked: list[Tensor] = []
     spawn = egan.spawn
@@ -179,8 +177,8 @@ def test_the_offspring_with_the_best_fitness_becomes_the_parent_and_the_centre(
         return offspring
 
     monkeypatch.setattr(egan, "spawn", spy)
-    cell.train(None, 8)
-    report = cell.finish(0)
+    run.train(8)
+    report = cell.finish(run)
     assert len(planted.calls) == len(picked) == report.steps == 8
     assert all(len(fakes) == 3 for fakes in planted.calls)
     assert torch.equal(_weights(cell.g.net), picked[-1]) and not torch.equal(picked[-1], start)
@@ -195,18 +193,17 @@ def test_the_offspring_with_the_best_fitness_becomes_the_parent_and_the_centre(
 def test_mu_survivors_are_the_next_parents(monkeypatch: pytest.MonkeyPatch) -> None:
     planted = _Planted("least_squares", runner_up="minimax")
     monkeypatch.setattr(egan, "egan_fitness", planted)
-    cell = _begun(_config(**{"evolution.egan_mu": 2}))
-    run = cell._running
-    assert run is not None
-    cell.train(None, 1)
+    cell, run = _begun(_config(**{"evolution.egan_mu": 2}))
+    run.train(1)
     # first step: one parent, three offspring; the two planted best survive, best first
     assert [g.loss for g in run.pairing.gs] == ["least_squares", "minimax"]
     assert len(planted.calls[0]) == 3
-    cell.train(None, 1)
+    run.train(1)
     # then two parents: six offspring, parents in rank order, then losses
     assert len(planted.calls[1]) == 6
     assert [g.loss for g in run.pairing.gs] == ["least_squares", "least_squares"]
-    report = cell.finish(0)
+    run.train(run.left)
+    report = cell.finish(run)
     assert report.steps == 8 and report.g.steps == 3 + 6 * 7
     assert report.g_loss_counts == {"least_squares": 8 + 7, "minimax": 1}
     assert cell.g is run.pairing.gs[0]
@@ -223,9 +220,7 @@ def test_d_steps_on_fakes_of_every_survivor() -> None:
             return torch.full((len(z), 2), self.value) * self.scale
 
     config = _config(**{"evolution.egan_mu": 2, "losses.generator": ["heuristic", "least_squares"]})
-    cell = _begun(config)
-    run = cell._running
-    assert run is not None
+    cell, run = _begun(config)
     seen: list[Tensor] = []
     forward = cell.d.net.forward
 

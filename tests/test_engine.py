@@ -14,6 +14,8 @@ from conftest import (
     RULE_OVERRIDES,
     assert_same_state,
     check_resume_equals_uninterrupted,
+    comparable,
+    config_error,
     tiny_toy_config,
 )
 
@@ -146,7 +148,7 @@ def test_cells_sample_and_share_the_generator_average() -> None:
     assert torch.allclose(pool.sample(0, inputs[0], 5, 3, centre_only=True), expected)
     # ... and so do its neighbours' slots in its mixture
     k, neighbour = 0, pool.cells[cell.neighbours[0]]
-    cell.mixture_weights = np.eye(len(cell.mixture_weights))[k + 1]
+    cell.mix.weights = np.eye(len(cell.mix.weights))[k + 1]
     with torch.no_grad():
         expected = neighbour.g.ema.eval()(z)
     assert torch.allclose(pool.sample(0, inputs[0], 5, 3), expected)
@@ -323,7 +325,7 @@ def test_figures_show_the_samples_that_were_scored(
     from raygan.core.task import preview_of
 
     # an evaluation's preview is the scored set, spread evenly (members in their shares)
-    cfg = tiny_toy_config(**{"training.generations": 1})
+    cfg = tiny_toy_config(**{"training.generations": 1, "output.figures": True})
     pool = LocalCellPool(cfg)
     controller = Controller(cfg, pool)
     snaps = controller.route(pool.publish())[1]
@@ -340,4 +342,23 @@ def test_figures_show_the_samples_that_were_scored(
 
     monkeypatch.setattr(LocalCellPool, "sample", no_sampling)
     train(cfg, tmp_path / "run", progress=False)
-    assert (tmp_path / "run" / "samples.png").is_file()
+    assert {p.name for p in (tmp_path / "run").glob("*.png")} == {
+        "samples.png", "mode_tvd_heatmap.png"}
+
+
+def test_output_figures_false_draws_no_figure_and_changes_nothing_else(tmp_path: Path) -> None:
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator")
+    runs = {}
+    for figures in (True, False):
+        cfg = tiny_toy_config(**{"training.generations": 1, "output.figures": figures})
+        runs[figures] = train(cfg, tmp_path / str(figures), progress=False)
+        acc = event_accumulator.EventAccumulator(str(tmp_path / str(figures) / "tensorboard"),
+                                                 size_guidance={"images": 0})
+        acc.Reload()
+        pngs = list((tmp_path / str(figures)).rglob("*.png"))
+        assert bool(pngs) == figures and bool(acc.Tags()["images"]) == figures, figures
+        assert "run/mode_tvd" in acc.Tags()["scalars"]
+    assert comparable(runs[True].history) == comparable(runs[False].history)
+    config_error(lambda: tiny_toy_config(**{"output.plot_every": 1}), "output.plot_every",
+                 "output.figures is false")

@@ -1,4 +1,4 @@
-"""The report's evolution figures (`raygan.tuning.lineage`, `raygan.tuning.evolution`) on
+"""The report's evolution figures (`raygan.reporting.lineage`, `raygan.reporting.figures`) on
 synthetic histories with planted replacements, losses, mixtures and scores; no Ray.
 
 Histories go through `write_history` / `read_history`, so the columns have the types a real
@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from raygan.engine.history import read_history, write_history
-from raygan.tuning.evolution import evolution_panels
-from raygan.tuning.lineage import (
+from raygan.reporting.figures import evolution_panels
+from raygan.reporting.lineage import (
     Edge,
     founders,
     loss_shares,

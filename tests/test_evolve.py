@@ -47,6 +47,7 @@ def _config(genome: Genome | None, **overrides: object) -> RunConfig:
         "mixture": {"enabled": False},
         "training": {"generations": 4, "max_batches": 2, "batch_size": 32, "device": "cpu"},
         "metrics": {"every": 1, "samples": 100},
+        "output": {"figures": False},  # most of a generation's time; no test here reads them
     }
     for key, value in overrides.items():
         set_dotted(base, key, value)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_fake_cifar10
+from image_sets import image_data
 from PIL import Image
 
 from raygan.data.images import (
@@ -16,7 +17,6 @@ from raygan.data.images import (
     DatasetMissingError,
     ImageData,
     check_image_dataset,
-    load_image_dataset,
 )
 
 
@@ -48,7 +48,7 @@ def _write_mnist(root: Path, folder: str, n_train: int, n_test: int) -> dict[str
 )
 def test_mnist_like_loaders_read_idx_files(tmp_path: Path, name: str, folder: str) -> None:
     labels = _write_mnist(tmp_path, folder, n_train=12, n_test=7)
-    data = load_image_dataset(name, root=tmp_path)
+    data = image_data(name, root=tmp_path)
     assert data.shape == (1, 28, 28) and len(data) == 12
     assert data.images.dtype == torch.float32 and data.labels.dtype == torch.int64
     assert torch.equal(data.images[0], torch.full((1, 28, 28), -1.0))
@@ -57,7 +57,7 @@ def test_mnist_like_loaders_read_idx_files(tmp_path: Path, name: str, folder: st
     assert data.labels.tolist() == labels["train"].tolist()
     assert data.name == name and data.num_classes == 10
 
-    test = load_image_dataset(name, root=tmp_path, train=False, image_size=32)
+    test = image_data(name, root=tmp_path, train=False, image_size=32)
     assert test.shape == (1, 32, 32) and len(test) == 7
     assert test.labels.tolist() == labels["t10k"].tolist()
     assert test.images.min() >= -1.0 and test.images.max() <= 1.0
@@ -66,7 +66,7 @@ def test_mnist_like_loaders_read_idx_files(tmp_path: Path, name: str, folder: st
 @pytest.mark.usefixtures("skip_md5")
 def test_cifar10_loader_reads_pickled_batches(tmp_path: Path) -> None:
     write_fake_cifar10(tmp_path, per_batch=3)
-    data = load_image_dataset("cifar10", root=tmp_path)
+    data = image_data("cifar10", root=tmp_path)
     assert data.shape == (3, 32, 32) and len(data) == 15
     assert data.images.min() >= -1.0 and data.images.max() <= 1.0
     # CHW layout must be restored from torchvision's HWC array: channel 0, pixel (0, 0).
@@ -74,7 +74,7 @@ def test_cifar10_loader_reads_pickled_batches(tmp_path: Path) -> None:
     assert torch.allclose(data.images[:, 0, 0, 0], expected)
     assert data.labels.tolist() == [(k + j) % 10 for k in range(5) for j in range(3)]
 
-    test = load_image_dataset("cifar10", root=tmp_path, train=False, image_size=64)
+    test = image_data("cifar10", root=tmp_path, train=False, image_size=64)
     assert test.shape == (3, 64, 64) and len(test) == 3
     assert test.labels.tolist() == [5, 6, 7]
 
@@ -112,7 +112,7 @@ def _write_celeba(root: Path, partitions: list[int]) -> None:
 @pytest.mark.usefixtures("skip_md5")
 def test_celeba_loader_crops_resizes_and_splits(tmp_path: Path) -> None:
     _write_celeba(tmp_path, partitions=[0, 0, 0, 1, 2, 2])
-    data = load_image_dataset("celeba", root=tmp_path)
+    data = image_data("celeba", root=tmp_path)
     assert data.shape == (3, 64, 64) and len(data) == 3
     assert data.labels.tolist() == [-1, -1, -1] and data.num_classes == 0
     assert data.images.min() >= -1.0 and data.images.max() <= 1.0
@@ -121,7 +121,7 @@ def test_celeba_loader_crops_resizes_and_splits(tmp_path: Path) -> None:
     expected = torch.tensor([2.0 * 40 * i / 255.0 - 1.0 for i in range(3)])
     assert torch.allclose(red, expected, atol=0.05)
 
-    test = load_image_dataset("celeba", root=tmp_path, train=False, image_size=32)
+    test = image_data("celeba", root=tmp_path, train=False, image_size=32)
     assert test.shape == (3, 32, 32) and len(test) == 2
 
 
@@ -149,17 +149,17 @@ def test_celeba_is_decoded_once_then_read_from_the_cache(
 
 
 def test_mnist5k_is_embedded_and_scaled() -> None:
-    data = load_image_dataset("mnist5k", root="/nonexistent")
+    data = image_data("mnist5k", root="/nonexistent")
     assert data.shape == (1, 28, 28) and len(data) == 5000
     assert float(data.images.min()) == -1.0 and float(data.images.max()) == 1.0
     assert torch.bincount(data.labels).tolist() == [500] * 10
-    resized = load_image_dataset("mnist5k", image_size=32)
+    resized = image_data("mnist5k", image_size=32)
     assert resized.shape == (1, 32, 32)
     assert resized.images.min() >= -1.0 and resized.images.max() <= 1.0
 
 
 def test_digits8x8_is_embedded_and_scaled() -> None:
-    data = load_image_dataset("digits8x8")
+    data = image_data("digits8x8")
     assert data.shape == (1, 8, 8) and len(data) == 1797
     assert float(data.images.min()) == -1.0 and float(data.images.max()) == 1.0
     assert sorted(set(data.labels.tolist())) == list(range(10))
@@ -176,7 +176,7 @@ def test_digits8x8_is_embedded_and_scaled() -> None:
 )
 def test_missing_files_raise_helpful_error(tmp_path: Path, name: str, subdir: str) -> None:
     with pytest.raises(DatasetMissingError) as info:
-        load_image_dataset(name, root=tmp_path, download=False)
+        image_data(name, root=tmp_path, download=False)
     message = str(info.value)
     assert str(tmp_path.resolve() / subdir) in message
     assert "data.download=true" in message
@@ -186,9 +186,9 @@ def test_missing_files_raise_helpful_error(tmp_path: Path, name: str, subdir: st
 
 def test_bad_arguments_are_rejected() -> None:
     with pytest.raises(ValueError, match="unknown image data set"):
-        load_image_dataset("imagenet")
+        image_data("imagenet")
     with pytest.raises(ValueError, match="image_size"):
-        load_image_dataset("digits8x8", image_size=0)
+        image_data("digits8x8", image_size=0)
     assert "mnist5k" in IMAGE_DATASETS
 
 
@@ -237,9 +237,9 @@ def test_a_missing_data_set_stops_raygan_train_before_tune_in_one_line(
 
 @pytest.mark.parametrize("name", ["mnist5k", "digits8x8"])
 def test_image_shape_is_the_loaded_shape_without_loading(name: str) -> None:
-    from raygan.data.images import image_shape, load_image_dataset
+    from raygan.data.images import image_shape
 
-    assert image_shape(name) == tuple(load_image_dataset(name).images.shape[1:])
+    assert image_shape(name) == tuple(image_data(name).images.shape[1:])
     assert image_shape(name, 16) == (1, 16, 16)
     with pytest.raises(ValueError, match="unknown image data set 'ring8'"):
         image_shape("ring8")

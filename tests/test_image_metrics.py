@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from image_sets import as_dataset, image_data
 
 import raygan.metrics.classifier as classifier_module
 import raygan.metrics.image as image_module
@@ -15,7 +16,7 @@ from raygan.config import load_config
 from raygan.core.dcgan import DCGANDiscriminator, DCGANGenerator
 from raygan.core.init import init_dcgan_weights
 from raygan.data import Dataset, load_dataset
-from raygan.data.images import ImageData, load_image_dataset
+from raygan.data.images import ImageData
 from raygan.metrics.classifier import (
     CLASSIFIER_MAX_IMAGES,
     DEFAULT_SETTINGS,
@@ -34,13 +35,16 @@ from raygan.metrics.classifier import (
     split_indices,
     train_classifier,
 )
+from raygan.metrics.frechet import (
+    feature_statistics,
+    features_frechet_distance,
+    frechet_distance,
+)
 from raygan.metrics.image import (
     ClassifierExtractor,
     FeatureScorer,
     InceptionFID,
     InceptionWeightsMissingError,
-    feature_statistics,
-    frechet_distance,
     inception_fid_available,
     inception_score,
     is_torchscript,
@@ -56,7 +60,7 @@ DIGITS_REFERENCE = ClassifierSettings(epochs=10, lr=3e-3, shift=2)
 
 @pytest.fixture(scope="module")
 def digits() -> ImageData:
-    return load_image_dataset("digits8x8")
+    return image_data("digits8x8")
 
 
 def _gaussian(n: int, dim: int, seed: int, shift: float = 0.0, scale: float = 1.0) -> torch.Tensor:
@@ -88,6 +92,38 @@ def test_fid_matches_the_sqrtm_formula_on_correlated_covariances() -> None:
     covmean = linalg.sqrtm(s1 @ s2).real
     expected = (m1 - m2) @ (m1 - m2) + np.trace(s1 + s2 - 2 * covmean)
     assert frechet_distance(m1, s1, m2, s2) == pytest.approx(expected, rel=1e-8)
+
+
+@pytest.mark.parametrize(("n", "dim"), [(40, 300), (300, 300), (2, 50), (500, 60)])
+def test_fid_of_features_equals_the_covariance_form(n: int, dim: int) -> None:
+    # fewer samples than features: the N x N form, else the F x F form; the same value
+    rng = np.random.default_rng(n + dim)
+    mixing = rng.normal(size=(dim, dim)) / np.sqrt(dim)  # correlated features
+    features = torch.from_numpy(rng.normal(size=(n, dim)) @ mixing + 0.3)
+    reference = feature_statistics(torch.from_numpy(rng.normal(size=(2 * dim, dim)) @ mixing))
+    expected = frechet_distance(*feature_statistics(features), *reference)
+    assert expected > 1.0
+    # with N <= F the F x F form takes square roots of the rounding noise of N - F zero
+    # eigenvalues (about 1e-8 relative here); the N x N form has none of them
+    assert features_frechet_distance(features, *reference) == pytest.approx(
+        expected, rel=1e-6 if n <= dim else 1e-12
+    )
+    # against 2I the trace of sqrtm(S1 @ S2) is sqrt(2) times the sum of the singular values
+    # of the centred features / sqrt(N - 1): an exact value to compare with
+    centred = features.numpy() - features.numpy().mean(axis=0)
+    exact = (np.sum(centred**2) / (n - 1) + 2 * dim + float(np.sum(features.numpy().mean(0) ** 2))
+             - 2 * np.sqrt(2) * np.linalg.svd(centred, compute_uv=False).sum() / np.sqrt(n - 1))
+    twice = (np.zeros(dim), 2 * np.eye(dim))
+    assert features_frechet_distance(features, *twice) == pytest.approx(exact, rel=1e-10)
+    # a feature set against its own statistics (of rank N - 1 < F in the N x N form)
+    own = feature_statistics(features)
+    assert features_frechet_distance(features, *own) == pytest.approx(
+        frechet_distance(*own, *own), abs=1e-6 * float(np.trace(own[1]))
+    )
+    with pytest.raises(ValueError, match="mismatch"):
+        features_frechet_distance(features[:, 1:], *reference)
+    with pytest.raises(ValueError, match="not finite"):
+        features_frechet_distance(features, reference[0], np.full_like(reference[1], np.nan))
 
 
 def test_fid_handles_singular_covariances() -> None:
@@ -161,7 +197,7 @@ def test_mnist_classifier_and_statistics_keys_are_unchanged_from_a_dataset() -> 
     # the metrics read the run's uint8 Dataset now: the MNIST-5k classifier must be the one
     # trained (and cached) before, bit for bit, and its statistics keyed the same
     ds = load_dataset(load_config(None, ["data.name=mnist5k"]).data, 0)
-    old = load_image_dataset("mnist5k")
+    old = image_data("mnist5k")
     new = classifier_data(ds)
     assert torch.equal(new.images, old.images) and torch.equal(new.labels, old.labels)
     settings = DEFAULT_SETTINGS["reference"]
@@ -187,7 +223,7 @@ def test_colour_images_get_the_wide_classifier_and_report_its_accuracy(
 
     pixels, labels = two_shapes(400, size, seed=0)
     ctx = MetricContext(Dataset.from_pixels("shapes", pixels, labels), tmp_path, eval_samples=100)
-    accuracy = ctx.classifier_accuracy("reference")
+    accuracy = ctx.scorer("reference").extractor.accuracy
     assert accuracy > 0.9
     assert isinstance(ctx.scorer("reference").extractor.model, WideCNN)
     assert f"held-out accuracy {100 * accuracy:.1f} %" in capsys.readouterr().err
@@ -211,7 +247,7 @@ def test_reference_cnn_reaches_98_percent_on_mnist5k(
         raise AssertionError("the shipped MNIST-5k classifier should have been loaded")
 
     monkeypatch.setattr(classifier_module, "train_classifier", no_training)
-    data = load_image_dataset("mnist5k")
+    data = image_data("mnist5k")
     settings = DEFAULT_SETTINGS["reference"]
     model, recorded = load_or_train_classifier(data, settings, tmp_path, arch="reference")
     assert recorded >= 0.98
@@ -268,7 +304,7 @@ def test_classifier_cache_loads_without_training(
 def _reference_scorer(data: ImageData, cache: Path, n_eval: int = 500) -> FeatureScorer:
     model, acc = load_or_train_classifier(data, DIGITS_REFERENCE, cache, arch="reference")
     extractor = ClassifierExtractor(model, acc, "digits-reference")
-    return FeatureScorer.create(extractor, data, cache, n_eval)
+    return FeatureScorer.create(extractor, as_dataset(data), cache, n_eval)
 
 
 def test_reference_and_floor_sets_are_disjoint_and_fixed() -> None:

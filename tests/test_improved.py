@@ -15,6 +15,7 @@ from conftest import (
     config_error,
     tiny_toy_config,
 )
+from image_sets import image_data
 from torch import nn
 
 from raygan.config import RunConfig
@@ -34,7 +35,6 @@ from raygan.core.techniques import (
     history_of,
     step,
 )
-from raygan.data.images import load_image_dataset
 from raygan.engine.controller import Controller
 from raygan.engine.pool import LocalCellPool
 
@@ -354,7 +354,7 @@ def test_dcgan_cells_train_and_exchange_with_every_technique_on() -> None:
            "evolution.fitness_sample_size": 64, "mixture.samples": 20,
            "grid.rows": 1, "grid.cols": 2, "metrics.names": ["tvd"], "metrics.rank_by": "tvd"},
     )
-    images = load_image_dataset("digits8x8").images
+    images = image_data("digits8x8").images
     seeds = cell_seeds(cfg.seed, 2)
     cells = [
         Cell(cfg, i, [1 - i], CellTask(images[i * 300 : (i + 1) * 300], lambda s: 0.0,
@@ -372,8 +372,9 @@ def test_dcgan_cells_train_and_exchange_with_every_technique_on() -> None:
     assert not np.array_equal(before["net.0.weight"], after["net.0.weight"])
     # the reference batch is fixed; it and T and the running means travel in the snapshots
     np.testing.assert_array_equal(before["reference_z"], after["reference_z"])
-    cells[1]._receive([cells[0].publish()])
-    slot_g, slot_d = cells[1]._g_slots[0], cells[1]._d_slots[0]
+    nbh = cells[1].neighbourhood
+    nbh.receive([cells[0].publish()])
+    slot_g, slot_d = nbh.g_slots[0], nbh.d_slots[0]
     assert_same_state(slot_g.state_dict(), cells[0].g.net.state_dict())
     assert_same_state(slot_d.state_dict(), cells[0].d.net.state_dict())
     assert {"mbd.T", "history_count", "history_mean_0"} <= set(slot_d.state_dict())

@@ -1,16 +1,14 @@
 from __future__ import annotations
 
-from typing import get_args
-
 import pytest
 import torch
 
-from raygan.config import LossName
+from raygan.config import specs
 from raygan.core.losses import LOSSES, get_loss, gradient_penalty
 
 
 def test_registry_matches_config_names() -> None:
-    assert set(LOSSES) == set(get_args(LossName))
+    assert set(LOSSES) == set(specs.LOSSES.names())
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))

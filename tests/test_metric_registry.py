@@ -92,7 +92,7 @@ def test_classifier_float_copy_is_dropped_once_the_scorer_is_built(
     monkeypatch.setattr(classifier_module, "classifier_data", recorded)
     cfg = load_config(None, ["data.name=digits8x8"])
     ctx = MetricContext(load_dataset(cfg.data, 0), tmp_path, eval_samples=300)
-    assert ctx.classifier_accuracy("lenet") > 0.5
+    assert ctx.scorer("lenet").extractor.accuracy > 0.5
     gc.collect()
     assert len(made) == 1 and made[0]() is None  # the context kept no float images
 
@@ -124,7 +124,8 @@ def test_cifar_shaped_run_scores_and_ranks_with_inception_fid(tmp_path: Path) ->
         "networks.latent_dim=8", "networks.g_hidden=16", "networks.d_hidden=16",
         "training.generations=1", "training.batch_size=10", "training.device=cpu",
         "evolution.fitness_sample_size=10", "mixture.samples=10", "metrics.samples=10",
-        f"metrics.cache_dir={tmp_path / 'cache'}", f"metrics.inception_weights={weights}",
+        f"metrics.cache_dir={tmp_path / 'cache'}", "output.figures=false",
+        f"metrics.inception_weights={weights}",
     ]
     config = load_config(None, overrides)
     assert config.rank_by == "fid_inception" and config.mixture_objective == "fid_inception"
@@ -159,8 +160,8 @@ def test_missing_inception_weights_message_is_one_line(
 def test_report_shows_the_floor_beside_the_score(tmp_path: Path) -> None:
     import pandas as pd
 
+    from raygan.reporting.report import curve_figures, trial_rows
     from raygan.tuning.records import TrialRecord
-    from raygan.tuning.report import curve_figures, trial_rows
 
     config = load_config(None, ["data.name=mnist5k"])
     curves = pd.DataFrame({"generation": [1, 2], "evaluated": [True, True],

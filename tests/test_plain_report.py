@@ -13,7 +13,7 @@ from conftest import tiny_toy_config
 
 from raygan.cli import main
 from raygan.engine.run import train
-from raygan.tuning.report import REPORT_FILE, _fmt
+from raygan.reporting.report import REPORT_FILE, _fmt
 from raygan.tuning.results import load_trials
 
 
@@ -21,7 +21,8 @@ from raygan.tuning.results import load_trials
 def plain_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished two-generation plain run."""
     out = tmp_path_factory.mktemp("plain") / "run"
-    train(tiny_toy_config(**{"training.generations": 2}), out, progress=False)
+    train(tiny_toy_config(**{"training.generations": 2, "output.figures": True}), out,
+          progress=False)
     return out
 
 

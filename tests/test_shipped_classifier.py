@@ -79,7 +79,7 @@ def test_the_shipped_classifier_is_loaded_with_its_recorded_floor(
                         ["eval_samples"])
     scorer = ctx.scorer("reference")
     assert scorer.floors == entry["real_stats"][0]["floors"]
-    assert ctx.classifier_accuracy() == entry["accuracy"]
+    assert ctx.scorer("reference").extractor.accuracy == entry["accuracy"]
     assert not scorer.extractor.model.training
     assert not list(tmp_path.iterdir())  # nothing trained, nothing cached
     err = capsys.readouterr().err
@@ -178,7 +178,7 @@ def test_other_data_or_settings_train_and_say_so(
     # the same name, other content: 200 of its images have another fingerprint
     part = Dataset.from_pixels("digits8x8", full.store[:200], full.labels[:200], max_value=16.0)
     ctx = MetricContext(part, tmp_path, eval_samples=100)
-    assert ctx.classifier_accuracy() > 0.5
+    assert ctx.scorer("reference").extractor.accuracy > 0.5
     assert trained == ["digits8x8"]
     assert len(list(tmp_path.glob("classifier-reference-digits8x8-*.pt"))) == 1
     err = capsys.readouterr().err

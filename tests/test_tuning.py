@@ -36,13 +36,13 @@ from ray import tune  # noqa: E402
 
 from raygan.core.report import report_fields, scalar_fields  # noqa: E402
 from raygan.engine.history import read_history  # noqa: E402
+from raygan.reporting.lineage import read_exploits  # noqa: E402
+from raygan.reporting.report import write_report  # noqa: E402
 from raygan.tuning.experiment import (  # noqa: E402
     make_scheduler,
     param_space,
     run_experiment,
 )
-from raygan.tuning.lineage import read_exploits  # noqa: E402
-from raygan.tuning.report import write_report  # noqa: E402
 from raygan.tuning.results import latest_checkpoint, load_trials  # noqa: E402
 from raygan.tuning.trainable import (  # noqa: E402
     CoevolutionTrainable,
@@ -56,8 +56,12 @@ GENERATIONS = 6
 # evaluations every 2 generations (so results carry scores forward), a checkpoint every one:
 # the restarts below kill a trial at generation 5 and a driver after generation 2
 TRAIN_CONFIG: RunConfig = tiny_toy_config(
-    **{"training.generations": GENERATIONS, "metrics.every": 2, "output.checkpoint_every": 1}
+    **{"training.generations": GENERATIONS, "metrics.every": 2, "output.checkpoint_every": 1,
+       "output.figures": True}
 )
+RESTART_CONFIG: RunConfig = TRAIN_CONFIG.replace(**{"output.figures": False})
+"""`TRAIN_CONFIG` without figures, for the restarts that compare their ends with `trained`:
+figures change neither (tests/test_engine.py), and drawing them is most of a generation."""
 
 
 def _write(config: RunConfig, path: Path, extra: dict[str, Any] | None = None) -> Path:
@@ -407,7 +411,7 @@ def test_a_damaged_checkpoint_restores_the_trial_from_the_one_before(
     import ray
 
     breaker = _DamageCheckpointThenKillTrial(at=5)
-    path, results = run_experiment(TRAIN_CONFIG, sweep=False, storage_path=str(tmp_path),
+    path, results = run_experiment(RESTART_CONFIG, sweep=False, storage_path=str(tmp_path),
                                    quiet=True, callbacks=[breaker])
     (damaged,) = breaker.damaged
     assert not results.errors
@@ -481,8 +485,9 @@ def test_a_damaged_checkpoint_in_remote_storage_falls_back_to_an_earlier_downloa
 
 
 def test_killed_driver_then_resume_gives_the_same_final_metrics(
-    trained: Path, config_file: Path, tmp_path: Path
+    trained: Path, tmp_path: Path
 ) -> None:
+    config_file = _write(RESTART_CONFIG, tmp_path / "tiny.yaml")
     storage = tmp_path / "killed"
     experiment = storage / "tiny"
     log = tmp_path / "driver.log"

@@ -12,7 +12,7 @@ Parameter names follow the block's position on its side: ``blocks.<i>.layer.weig
 ``blocks.<i>.bn.running_mean``, and ``head.<j>....`` for D's linear blocks (``j`` counted from
 the first linear block), plus ``project`` (G), ``to_image`` (G) and ``logit`` (D). So a mutation
 leaves the names of every block before the changed position unchanged, and
-:func:`~raygan.arch.variation.inherit_weights` keeps their weights; blocks after an added or
+:func:`~raygan.arch.variation.inherit_state` keeps their weights; blocks after an added or
 removed block shift by one and keep theirs only where the shapes still agree.
 """
 
@@ -64,11 +64,6 @@ def infeasibility(genome: Genome, data_shape: tuple[int, ...]) -> str | None:
         if d_side < 1:
             return f"D conv block {i} (kernel {b.kernel}, stride {b.stride}) shrinks the map to 0"
     return None
-
-
-def feasible(genome: Genome, data_shape: tuple[int, ...]) -> bool:
-    """Whether :func:`build` can make networks of ``genome`` for images of ``data_shape``."""
-    return infeasibility(genome, data_shape) is None
 
 
 def _conv_block(block: Block, in_channels: int, transposed: bool) -> nn.Sequential:

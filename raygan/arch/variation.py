@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from raygan.arch.bounds import Bounds, check
 from raygan.arch.genome import ACTIVATIONS, Block, Genome, Optimizer
@@ -265,26 +265,14 @@ def mutate(
     raise ValueError(f"mutate: no valid mutation in {max_attempts} attempts (last: {reason})")
 
 
-def inherit_weights(child_net: nn.Module, parent_net: nn.Module) -> int:
-    """Copy every parameter and buffer whose name and shape match from parent into child.
+def inherit_state(child: Mapping[str, Tensor], parent: Mapping[str, Tensor]) -> int:
+    """Copy (in place) every tensor of `parent` into the tensor of `child` with the same name
+    and shape; returns how many were copied.
 
     With :mod:`raygan.arch.build`'s position-based names, the blocks before a mutated position
-    keep their weights; see that module for the naming rule.
-
-    Args:
-        child_net: Network that receives the weights (changed in place).
-        parent_net: Network the weights come from (unchanged).
-
-    Returns:
-        How many tensors (parameters and buffers) were copied.
+    keep their weights; see that module for the naming rule. A module's `state_dict()` shares
+    storage with it, so passing one writes into the network itself.
     """
-    # state_dict tensors share storage with the module, so copying into them writes the child
-    return inherit_state(child_net.state_dict(), parent_net.state_dict())
-
-
-def inherit_state(child: Mapping[str, Tensor], parent: Mapping[str, Tensor]) -> int:
-    """`inherit_weights` on state dicts: copy (in place) every tensor of `parent` into the
-    tensor of `child` with the same name and shape; returns how many were copied."""
     copied = 0
     with torch.no_grad():
         for name, tensor in child.items():

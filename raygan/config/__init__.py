@@ -9,6 +9,8 @@ overrides and builds the dataclasses, rejecting unknown keys and bad values with
   section, each checking its own keys (`tune` is `raygan.config.tune`'s: the search space
   and the scheduler policy);
 * `schema`: `RunConfig`, the checks across sections and the settings derived from them;
+* `specs`: what the config knows of every rule, network kind, loss, Tune scheduler and data
+  source (`RuleSpec`, ... in registries by name, filled by the components' own spec modules);
 * `catalog`: every metric's name, family, direction and the data it applies to (`DataKind`);
 * `coerce`: plain dicts to dataclasses, key by key and type by type;
 * `loader`: YAML files, overrides and configs saved by earlier versions.
@@ -16,15 +18,7 @@ overrides and builds the dataclasses, rejecting unknown keys and bad values with
 
 from raygan.config.coerce import REMOVED, RENAMED
 from raygan.config.loader import config_from_saved, load_config, parse_override, yaml_load
-from raygan.config.model import (
-    BCE_COMPATIBLE,
-    DataConfig,
-    LossesConfig,
-    LossName,
-    MultiDName,
-    NetworkName,
-    NetworksConfig,
-)
+from raygan.config.model import DataConfig, LossesConfig, MultiDName, NetworksConfig
 from raygan.config.schema import RunConfig, config_from_dict, inert_options
 from raygan.config.sections import (
     EvolutionConfig,
@@ -33,30 +27,31 @@ from raygan.config.sections import (
     MixtureConfig,
     OutputConfig,
     ResourcesConfig,
-    RuleName,
     TrainingConfig,
 )
+from raygan.config.specs import LossSpec, NetworkSpec, RuleSpec, SchedulerSpec, SourceSpec
 from raygan.errors import ConfigError
 
 __all__ = [
-    "BCE_COMPATIBLE",
     "REMOVED",
     "RENAMED",
     "ConfigError",
     "DataConfig",
     "EvolutionConfig",
     "GridConfig",
-    "LossName",
+    "LossSpec",
     "LossesConfig",
     "MetricsConfig",
     "MixtureConfig",
     "MultiDName",
-    "NetworkName",
+    "NetworkSpec",
     "NetworksConfig",
     "OutputConfig",
     "ResourcesConfig",
-    "RuleName",
+    "RuleSpec",
     "RunConfig",
+    "SchedulerSpec",
+    "SourceSpec",
     "TrainingConfig",
     "config_from_dict",
     "config_from_saved",

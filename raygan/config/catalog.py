@@ -120,11 +120,6 @@ class DataKind:
     labelled: bool | None = None
     natural: bool = False
 
-    @property
-    def known(self) -> bool:
-        """Whether form and labels are both known."""
-        return self.form is not None and self.labelled is not None
-
 
 def builtin_kind(name: str) -> DataKind | None:
     """The kind of a built-in data set, or None for a source whose kind depends on its files."""

@@ -15,14 +15,12 @@ import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-from raygan.config.sections import RuleName
 from raygan.errors import ConfigError
 
 RENAMED: dict[str, str] = {
     "training.adversaries": "training.adversaries was replaced by training.rule: "
     "'neighbourhood' is now 'lipizzaner' (centre trained in place against adversaries drawn "
-    "from the neighbourhood), 'own' stays 'own'; allowed: "
-    + ", ".join(repr(r) for r in get_args(RuleName)),
+    "from the neighbourhood), 'own' stays 'own' (docs/training-rules.md lists the rules)",
 }
 """Keys of earlier versions, with what to write instead."""
 REMOVED: dict[str, str] = {

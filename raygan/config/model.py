@@ -1,7 +1,8 @@
 """The sections that say what is trained: the data, the networks and the losses.
 
 One frozen dataclass per YAML section, each checking its own keys in `__post_init__`; the
-sections that say how it is trained and run are `raygan.config.sections`.
+sections that say how it is trained and run are `raygan.config.sections`. The names of data
+sources, network kinds and losses are their specs' (`raygan.config.specs`).
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from raygan.config import specs
 from raygan.config.catalog import TOY_DATASETS, DataKind
 from raygan.errors import check, check_nonnegative
 
-LossName = Literal["minimax", "heuristic", "least_squares", "hinge", "wasserstein_gp"]
-NetworkName = Literal["mlp", "dcgan", "aae", "genome", "custom"]
 MultiDName = Literal["none", "avg", "gman", "hv", "mgd"]
 """Multi-discriminator generator objectives (raygan.core.multi_d)."""
-BCE_COMPATIBLE: tuple[str, ...] = ("minimax", "heuristic", "least_squares")
 SUPPLIED: dict[str, dict[str, str]] = {
     "g": {"latent_dim": "networks.latent_dim", "data_shape": "one sample's shape"},
     "d": {"data_shape": "one sample's shape"},
@@ -55,10 +54,7 @@ class DataConfig:
     cache_dir: str = "~/.cache/raygan/data"  # folder, hf: decoded uint8 arrays
 
     def __post_init__(self) -> None:
-        from raygan.data.sources import get_source, source_names
-
-        check(self.name in source_names(), "data.name",
-              f"unknown data source {self.name!r}; allowed: {', '.join(source_names())}")
+        source = specs.SOURCES.get(self.name)
         check(self.samples >= 1, "data.samples", f"must be >= 1, got {self.samples}")
         check(self.std is None or self.std > 0, "data.std", f"must be > 0, got {self.std}")
         check(self.radius > 0, "data.radius", f"must be > 0, got {self.radius}")
@@ -66,10 +62,9 @@ class DataConfig:
               f"must be >= 1, got {self.image_size}")
         check(self.channels in (None, 1, 3), "data.channels",
               f"must be 1 or 3, got {self.channels}")
-        reads = get_source(self.name).keys
         for key, default in DATA_DEFAULTS.items():
-            if key not in reads and getattr(self, key) != default:
-                readers = [n for n in source_names() if key in get_source(n).keys]
+            if key not in source.keys and getattr(self, key) != default:
+                readers = [s.name for s in specs.SOURCES if key in s.keys]
                 check(False, f"data.{key}",
                       f"is not read by data.name {self.name!r} (only by {', '.join(readers)})")
 
@@ -81,16 +76,14 @@ class DataConfig:
     @property
     def kind(self) -> DataKind:
         """What is known about the data before it is loaded."""
-        from raygan.data.sources import get_source
-
-        return get_source(self.name).kind(self)
+        return specs.SOURCES.get(self.name).kind(self)
 
 
 @dataclass(frozen=True)
 class NetworksConfig:
     """Generator and discriminator architecture."""
 
-    kind: NetworkName = "mlp"
+    kind: str = "mlp"  # a registered network kind (raygan.core.network_specs)
     latent_dim: int = 64
     g_hidden: int = 256
     d_hidden: int = 256
@@ -139,36 +132,12 @@ class NetworksConfig:
             "networks.hidden_layers",
             f"must be >= 0, got {self.hidden_layers}",
         )
-        if self.genome:
-            from raygan.arch.genome import Genome  # plain Python, like this module
-
-            try:
-                Genome.decode(self.genome)
-            except ValueError as exc:
-                check(False, "networks.genome", str(exc))
         check(
             self.aae_prior != "mixture2d" or self.latent_dim == 2,
             "networks.aae_prior",
             f"'mixture2d' is a 2-D prior; set networks.latent_dim to 2, not {self.latent_dim}",
         )
-        if self.kind == "custom":
-            self._check_custom()
-
-    def _check_custom(self) -> None:
-        """Both networks named, in the right form, and no keyword raygan passes itself."""
-        from raygan.imports import split_spec  # plain Python, like this module
-
-        for side in ("generator", "discriminator"):
-            spec = getattr(self, side)
-            check(bool(spec), f"networks.{side}",
-                  "networks.kind 'custom' needs 'package.module:Class' (or a factory, or "
-                  "'path/to/file.py:name')")
-            split_spec(spec, f"networks.{side} {spec!r}", "Class")
-        for key, side in (("g_kwargs", "g"), ("d_kwargs", "d")):
-            for name in set(getattr(self, key)) & set(SUPPLIED[side]):
-                check(False, f"networks.{key}.{name}",
-                      f"raygan passes {name} itself ({SUPPLIED[side][name]}) to a callable "
-                      "whose signature names it; remove it here")
+        specs.NETWORKS.get(self.kind)
 
 
 @dataclass(frozen=True)
@@ -176,7 +145,8 @@ class LossesConfig:
     """Generator loss set (Mustangs), how often a new one is drawn, and multi-discriminator
     objectives (raygan.core.multi_d, raygan.core.local_d)."""
 
-    generator: tuple[LossName, ...] = ("minimax", "heuristic", "least_squares")
+    # registered losses (raygan.core.loss_specs)
+    generator: tuple[str, ...] = ("minimax", "heuristic", "least_squares")
     mutation: Literal["generation", "batch"] = "generation"
     # "matching": D minimises the loss that pairs with G's (least-squares D for a least-squares
     # G); "bce": D always minimises BCE, as the reference Mustangs does
@@ -201,17 +171,20 @@ class LossesConfig:
     k: int = 8  # local only: heads per discriminator
 
     def __post_init__(self) -> None:
+        for i, name in enumerate(self.generator):
+            specs.LOSSES.get(name, f"losses.generator[{i}]")
+        labelled = specs.labelled_losses()
         check(
             0.5 < self.real_label <= 1.0,
             "losses.real_label",
             f"must be in (0.5, 1] (0.9: one-sided label smoothing, 1: off), got {self.real_label}",
         )
-        unlabelled = [name for name in self.generator if name not in BCE_COMPATIBLE]
+        unlabelled = [name for name in self.generator if name not in labelled]
         check(
             self.real_label == 1.0 or self.discriminator == "bce" or not unlabelled,
             "losses.real_label",
             f"is {self.real_label} but the D losses of {', '.join(unlabelled)} have no labels "
-            "to smooth; use only " + ", ".join(BCE_COMPATIBLE) + " or leave it at 1.0",
+            "to smooth; use only " + ", ".join(labelled) + " or leave it at 1.0",
         )
         check(len(self.generator) >= 1, "losses.generator", "needs at least one loss")
         check(
@@ -228,11 +201,12 @@ class LossesConfig:
             "'local' needs losses.multi_discriminator (avg, gman, hv or mgd) to combine the "
             "local discriminators",
         )
+        penalised = [n for n in self.generator if specs.LOSSES.get(n).gradient_penalty]
         check(
-            self.discriminators != "local" or "wasserstein_gp" not in self.generator,
+            self.discriminators != "local" or not penalised,
             "losses.discriminators",
-            "'local' cannot train wasserstein_gp critics (the gradient penalty is per critic); "
-            "drop wasserstein_gp from losses.generator",
+            f"'local' cannot train {', '.join(penalised)} critics (the gradient penalty is per "
+            f"critic); drop {', '.join(penalised)} from losses.generator",
         )
         check(
             math.isfinite(self.hv_delta) and self.hv_delta > 1,
@@ -240,12 +214,11 @@ class LossesConfig:
             f"must be finite and > 1 (the nadir must lie beyond the worst loss), "
             f"got {self.hv_delta}",
         )
-        odd = [name for name in self.generator if name not in BCE_COMPATIBLE]
         check(
-            self.discriminator != "bce" or not odd,
+            self.discriminator != "bce" or not unlabelled,
             "losses.discriminator",
-            f"'bce' cannot train the critic of {', '.join(odd)}; use 'matching' or only "
-            + ", ".join(BCE_COMPATIBLE),
+            f"'bce' cannot train the critic of {', '.join(unlabelled)}; use 'matching' or only "
+            + ", ".join(labelled),
         )
 
 

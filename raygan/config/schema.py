@@ -4,6 +4,8 @@ A `RunConfig` holds one dataclass per YAML section (`raygan.config.model`, `.sec
 the `tune` section of `raygan.config.tune`). Its `__post_init__` checks what no single
 section can: options that only act under other settings, metric names against the data set,
 the tune space's values, the scheduler's decision points against the evaluation schedule.
+What a rule, network kind, loss or scheduler reads, refuses and can vectorise is its spec's
+(`raygan.config.specs`); the checks here loop over the chosen components' specs.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from raygan.config import catalog
+from raygan.config import catalog, specs
 from raygan.config.coerce import build, plain, set_dotted
-from raygan.config.model import BCE_COMPATIBLE, DataConfig, LossesConfig, NetworksConfig
+from raygan.config.model import DataConfig, LossesConfig, NetworksConfig
 from raygan.config.sections import (
     EvolutionConfig,
     GridConfig,
@@ -29,17 +31,24 @@ from raygan.config.sections import (
 from raygan.config.tune import TuneSection, check_against_metrics
 from raygan.errors import ConfigError, check, check_run_name
 
-NEURALES_FITNESS = "neurales_fitness"
-"""The result key of `tune.fitness: neurales` (`raygan.tuning.evolve.neurales_fitness`)."""
+
+def _registries() -> dict[str, specs.Registry[Any]]:
+    return {"training.rule": specs.RULES, "networks.kind": specs.NETWORKS,
+            "tune.scheduler": specs.SCHEDULERS}
+
 
 def inert_options(config: RunConfig) -> dict[str, str]:
-    """The options that nothing reads under `config`'s other settings, with the reason."""
-    evo, rule = config.evolution, config.training.rule
+    """The options that nothing reads under `config`'s other settings, with the reason: the
+    options of components not chosen (their specs' `options`), those the chosen components'
+    specs find inert, and those of settings outside the components."""
     out: dict[str, str] = {}
-    if not (rule == "lipizzaner-selection" or (rule == "own" and evo.selection)):
-        out["evolution.tournament_size"] = (
-            f"rule {rule!r} holds no tournaments (only 'lipizzaner-selection', and 'own' with "
-            "evolution.selection: true, do)")
+    for key, registry in _registries().items():
+        section, name = key.split(".")
+        out.update(registry.unread(getattr(getattr(config, section), name)))
+    for spec in specs.chosen(config):
+        if spec.inert is not None:
+            out.update(spec.inert(config))
+    evo = config.evolution
     mutation = {"multiplicative": "evolution.lr_mutation_sigma",
                 "additive": "evolution.lr_additive_sigma"}
     for kind, key in mutation.items():
@@ -47,15 +56,6 @@ def inert_options(config: RunConfig) -> dict[str, str]:
             out[key] = f"evolution.lr_mutation is {evo.lr_mutation!r}, not {kind!r}"
     if evo.lr_mutation == "none":
         out["evolution.lr_mutation_probability"] = "evolution.lr_mutation is 'none'"
-    if rule != "egan":
-        for key in ("evolution.egan_gamma", "evolution.egan_mu"):
-            out[key] = f"only training.rule 'egan' reads it, not {rule!r}"
-    else:
-        out["losses.mutation"] = (
-            "rule 'egan' trains one offspring per loss of losses.generator every step; it draws "
-            "no loss")
-        out["losses.feature_matching"] = (
-            "rule 'egan' selects among offspring trained with the losses of losses.generator")
     if config.losses.feature_matching and config.losses.discriminator == "bce":
         for key in ("generator", "mutation"):
             out[f"losses.{key}"] = (
@@ -65,35 +65,6 @@ def inert_options(config: RunConfig) -> dict[str, str]:
     if not nets.minibatch_discrimination:
         for key in ("minibatch_kernels", "minibatch_kernel_dims", "minibatch_group"):
             out[f"networks.{key}"] = "networks.minibatch_discrimination is false"
-    if nets.kind != "dcgan":
-        out["networks.g_norm"] = (
-            f"the {nets.kind!r} generator has no normalisation layers (only 'dcgan' has)")
-    if nets.kind != "aae":
-        out["networks.aae_prior"] = (
-            f"only networks.kind 'aae' draws codes from a prior, not {nets.kind!r}")
-    if nets.kind != "genome":
-        out["networks.genome"] = f"only networks.kind 'genome' builds one, not {nets.kind!r}"
-    else:
-        why = "the genome sets the architecture"
-        for key in ("g_hidden", "d_hidden", "hidden_layers", "g_activation", "dcgan_width"):
-            out[f"networks.{key}"] = why
-        for key in ("lr_g", "lr_d", "beta1"):
-            out[f"training.{key}"] = "the genome sets each side's optimizer, rate and momentum"
-    if nets.kind != "custom":
-        for key in ("generator", "discriminator", "g_kwargs", "d_kwargs"):
-            out[f"networks.{key}"] = f"only networks.kind 'custom' reads it, not {nets.kind!r}"
-    else:
-        for key in ("g_hidden", "d_hidden", "hidden_layers", "g_activation", "dcgan_width"):
-            out[f"networks.{key}"] = "networks.generator and .discriminator are the networks"
-    tune = config.tune
-    if tune.scheduler != "evolve":
-        for key in ("elite_fraction", "refill", "fitness", "parameter_penalty", "max_parameters",
-                    "channels"):
-            out[f"tune.{key}"] = f"only tune.scheduler 'evolve' reads it, not {tune.scheduler!r}"
-    elif tune.fitness != "neurales":
-        out["tune.parameter_penalty"] = f"tune.fitness is {tune.fitness!r}, not 'neurales'"
-    else:
-        out["tune.metric"] = "tune.fitness 'neurales' ranks by neurales_fitness"
     if nets.g_norm != "virtual_batch":
         out["networks.vbn_reference_size"] = "networks.g_norm is not 'virtual_batch'"
     multi = config.losses.multi_discriminator
@@ -103,11 +74,14 @@ def inert_options(config: RunConfig) -> dict[str, str]:
     local = config.losses.discriminators == "local"  # one adversary is then K discriminators
     if not local:
         out["losses.k"] = f"losses.discriminators is {config.losses.discriminators!r}, not 'local'"
-    if not local and rule in ("own", "lipizzaner-selection"):
+    rule = config.training.rule
+    if not local and specs.rule(config).single_adversary:
+        several = ", ".join(repr(r.name) for r in specs.RULES
+                            if not (r.single_adversary or r.own_step))
         out["losses.multi_discriminator"] = (
             f"rule {rule!r} gives G a single adversary; the K discriminators come from the "
-            "neighbourhood (rules 'lipizzaner', 'fresh', 'live') or, with "
-            "losses.discriminators: local, from each D's heads")
+            f"neighbourhood (rules {several}) or, with losses.discriminators: local, from "
+            "each D's heads")
     elif not local and config.grid.size == 1:
         out["losses.multi_discriminator"] = (
             "a 1x1 grid's neighbourhood holds one discriminator; set losses.discriminators: "
@@ -117,28 +91,35 @@ def inert_options(config: RunConfig) -> dict[str, str]:
 
 def vectorise_blockers(config: RunConfig) -> dict[str, str]:
     """Options whose training step `resources.vectorise` cannot stack, with the reason
-    (`raygan.core.packed.train` runs the shared batch loop of plain and mutated losses)."""
-    losses, nets, rule = config.losses, config.networks, config.training.rule
+    (`raygan.core.packed.train` runs the shared batch loop of plain and mutated losses): the
+    chosen components' (their specs' `vectorise` and `blockers`) and the methods'."""
+    losses, nets = config.losses, config.networks
+    rule, network = specs.rule(config), specs.network(config)
     blockers = {
-        "training.rule": (rule == "egan", "its offspring have their own step"),
-        "networks.kind": (nets.kind in ("aae", "genome"),
-                          "cells' architectures differ, or the step has phases"),
         "losses.multi_discriminator": (losses.multi_discriminator != "none",
                                        "a G step against K discriminators"),
         "losses.discriminators": (losses.discriminators == "local", "projection heads"),
         "losses.feature_matching": (losses.feature_matching, "a G loss on D's features"),
-        "losses.generator": ("wasserstein_gp" in losses.generator,
-                             "the gradient penalty takes a gradient inside the step"),
         "networks.minibatch_discrimination": (nets.minibatch_discrimination,
                                               "a layer that groups the batch"),
         "networks.g_norm": (nets.g_norm != "batch", "virtual batch norm's reference batch"),
         "training.historical_averaging": (config.training.historical_averaging > 0,
                                           "a penalty on each network's own history"),
     }
-    if rule == "live" and nets.kind == "dcgan":  # several trainees would update one D's stats
-        blockers["training.rule"] = (True, "'live' trains several networks against one batch "
-                                     "norm adversary in the same batch")
-    return {key: why for key, (on, why) in blockers.items() if on}
+    out: dict[str, str] = {}
+    for key, spec in (("training.rule", rule), ("networks.kind", network),
+                      *(("losses.generator", specs.LOSSES.get(n))
+                        for n in losses.generator)):
+        if spec.vectorise:
+            out[key] = spec.vectorise
+    if rule.shared_adversary and network.batch_stats:  # trainees would update one D's stats
+        out["training.rule"] = (f"{rule.name!r} trains several networks against one batch "
+                                "norm adversary in the same batch")
+    for spec in specs.chosen(config):
+        if spec.blockers is not None:
+            out.update(spec.blockers(config))
+    out.update({key: why for key, (on, why) in blockers.items() if on})
+    return out
 
 
 @dataclass(frozen=True)
@@ -162,17 +143,13 @@ class RunConfig:
     def __post_init__(self) -> None:
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         check_run_name(self.name, "name")
-        evolve = self.tune.scheduler == "evolve"
-        check(self.networks.kind != "genome" or bool(self.networks.genome) or evolve,
-              "networks.genome", "networks.kind 'genome' needs a genome string (raygan.arch; "
-              "tune.scheduler 'evolve' draws them)")
-        check(not evolve or self.networks.kind == "genome", "tune.scheduler",
-              "'evolve' evolves architecture genomes: set networks.kind: genome")
+        network = specs.network(self)
+        heads = [n.name for n in specs.NETWORKS if n.local_heads]
         check(
-            self.losses.discriminators != "local" or self.networks.kind == "mlp",
+            self.losses.discriminators != "local" or network.local_heads,
             "losses.discriminators",
-            f"'local' builds MLP heads on projected inputs; networks.kind must be 'mlp', "
-            f"not {self.networks.kind!r}",
+            f"'local' builds MLP heads on projected inputs; networks.kind must be "
+            f"{' or '.join(repr(n) for n in heads)}, not {self.networks.kind!r}",
         )
         check_against_metrics(self.tune, self.metrics.every)
         # figures are drawn from an evaluation's samples, so copies can only be kept at one
@@ -182,38 +159,23 @@ class RunConfig:
             "output.plot_every",
             f"must be a multiple of metrics.every ({every}), got {self.output.plot_every}",
         )
-        evo, rule = self.evolution, self.training.rule
-        if self.networks.kind != "genome":  # a genome sets its own rates (within its bounds)
+        evo = self.evolution
+        if not network.genome:  # a genome sets its own rates (within its bounds)
             for key in ("lr_g", "lr_d"):
                 lr = getattr(self.training, key)
                 check(evo.lr_min <= lr <= evo.lr_max, f"training.{key}",
                       f"{lr:g} is outside [evolution.lr_min, evolution.lr_max] = "
                       f"[{evo.lr_min:g}, {evo.lr_max:g}], the range rates are kept in; change "
                       "the rate or the bound")
-        for key in ("selection", "replacement"):
-            check(
-                rule == "own" or not getattr(evo, key),
-                f"evolution.{key}",
-                f"only training.rule 'own' has this option; rule {rule!r} "
-                + ("selects by itself" if rule == "lipizzaner-selection" else "never selects")
-                + ": set it false",
-            )
-        check(
-            not self.losses.feature_matching
-            or self.networks.kind != "mlp"
-            or self.networks.hidden_layers >= 1
-            or self.networks.minibatch_discrimination,
-            "losses.feature_matching",
-            "needs an intermediate D layer to match, but networks.hidden_layers is 0",
-        )
         self._check_inert()
         self._check_combinations()
         if self.resources.vectorise:
             for key, why in vectorise_blockers(self).items():
                 check(False, key, f"cannot be vectorised ({why}): set it back to its default or "
                       "resources.vectorise: false")
-        if rule == "egan":
-            self._check_egan()
+        for spec in specs.chosen(self):
+            if spec.check is not None:
+                spec.check(self)
         self._check_metrics()
         self._check_space()
 
@@ -228,34 +190,13 @@ class RunConfig:
 
     def _check_combinations(self) -> None:
         """Methods whose training steps do not compose (yet) are refused together, so no option
-        is silently dropped by another's step."""
+        is silently dropped by another's step: what the chosen components' specs refuse, and
+        the multi-discriminator objectives' limits."""
+        for spec in specs.chosen(self):
+            for key, why in (spec.refuses(self) if spec.refuses else {}).items():
+                check(False, key, why)
         losses, multi = self.losses, self.losses.multi_discriminator
         local = losses.discriminators == "local"
-        if self.training.rule == "egan":
-            for key, on in (("losses.multi_discriminator", multi != "none"),
-                            ("losses.discriminators", local)):
-                check(not on, key, "rule 'egan' steps its offspring against the cell's own D "
-                      "only; set it back to its default")
-        if self.networks.kind == "aae":  # its G step is the encoder's two phases (core.aae)
-            for key, on in (("training.rule", self.training.rule == "egan"),
-                            ("losses.multi_discriminator", multi != "none"),
-                            ("losses.feature_matching", losses.feature_matching)):
-                check(not on, key, "does not combine with networks.kind 'aae' (its G step is "
-                      "the encoder's reconstruction and regularisation phases): set it back to its "
-                      "default")
-        if self.networks.kind == "genome":
-            for key, on in (("training.rule", self.training.rule == "egan"),
-                            ("losses.discriminators", local),
-                            ("networks.minibatch_discrimination",
-                             self.networks.minibatch_discrimination)):
-                check(not on, key, "does not combine with networks.kind 'genome' (its networks "
-                      "and optimizers are the genome's): set it back to its default")
-        if self.networks.kind == "custom":  # raygan runs their forward and backward passes only
-            for key, on in (("losses.feature_matching", losses.feature_matching),
-                            ("networks.minibatch_discrimination",
-                             self.networks.minibatch_discrimination)):
-                check(not on, key, "needs a layer inside D, which networks.kind 'custom' does "
-                      "not expose (raygan only calls its forward): set it back to its default")
         if multi != "none":
             for key, on in (("losses.feature_matching", losses.feature_matching),
                             ("training.historical_averaging",
@@ -268,23 +209,6 @@ class RunConfig:
                              self.networks.minibatch_discrimination)):
                 check(not on, key, "does not combine with losses.discriminators: local (its "
                       "discriminators are projection heads)")
-
-    def _check_egan(self) -> None:
-        """E-GAN's losses read D as a probability, and its first step has one offspring per loss."""
-        odd = [name for name in self.losses.generator if name not in BCE_COMPATIBLE]
-        check(
-            not odd,
-            "losses.generator",
-            f"rule 'egan' evolves offspring of {', '.join(BCE_COMPATIBLE)} only (its fitness reads "
-            f"D's output as a probability); drop {', '.join(odd)}",
-        )
-        n = len(self.losses.generator)
-        check(
-            self.evolution.egan_mu <= n,
-            "evolution.egan_mu",
-            f"must be <= the {n} losses of losses.generator (the first step of a generation "
-            f"spawns one offspring per loss from the one centre), got {self.evolution.egan_mu}",
-        )
 
     def _check_metrics(self) -> None:
         """Every metric name must be in the catalog and apply to the data set."""
@@ -312,11 +236,12 @@ class RunConfig:
         Raises:
             ConfigError: naming the key, for a network or metric the data cannot serve.
         """
+        forms = specs.network(self).forms
         check(
-            self.networks.kind not in ("dcgan", "genome") or kind.form in (None, "images"),
+            forms is None or kind.form is None or kind.form in forms,
             "networks.kind",
-            f"{self.networks.kind!r} needs image data, but data.name {kind.name!r} holds "
-            f"{kind.form} data",
+            f"{self.networks.kind!r} needs {' or '.join(f.removesuffix('s') for f in forms or ())}"
+            f" data, but data.name {kind.name!r} holds {kind.form} data",
         )
         for i, name in enumerate(self.metrics.names or ()):
             problem = catalog.check_name(name, kind)
@@ -374,19 +299,26 @@ class RunConfig:
 
     @property
     def tune_metric(self) -> str:
-        """The result key trials are ranked by: `tune.metric`, else the best `rank_by`
-        (`neurales_fitness` under `tune.fitness: neurales`)."""
-        if self.tune.scheduler == "evolve" and self.tune.fitness == "neurales":
-            return NEURALES_FITNESS
+        """The result key trials are ranked by: the scheduler's own ranking
+        (`neurales_fitness` under evolve's `tune.fitness: neurales`), else `tune.metric`, else
+        the best `rank_by`."""
+        ranking = self._scheduler_ranking()
+        if ranking is not None:
+            return ranking[0]
         return self.tune.metric or catalog.result_key(self.rank_by)
+
+    def _scheduler_ranking(self) -> tuple[str, Literal["min", "max"]] | None:
+        spec = specs.scheduler(self.tune.scheduler)
+        return None if spec.ranking is None else spec.ranking(self)
 
     @property
     def tune_mode(self) -> Literal["min", "max"]:
         """`tune.mode`, else the ranking metric's direction."""
         if self.tune.mode is not None:
             return self.tune.mode
-        if self.tune_metric == NEURALES_FITNESS:
-            return "min"
+        ranking = self._scheduler_ranking()
+        if ranking is not None:
+            return ranking[1]
         name = self.tune_metric.removeprefix(catalog.BEST_PREFIX)
         return "min" if catalog.lower_is_better(name) else "max"
 

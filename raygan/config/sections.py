@@ -3,7 +3,8 @@ metrics, resources and output; what is trained (data, networks, losses) is `rayg
 
 One frozen dataclass per YAML section but `tune`; each checks its own keys in `__post_init__`.
 Checks that span sections are `RunConfig`'s (`raygan.config.schema`), and the `tune` section is
-`raygan.config.tune`'s. The defaults here are the defaults of every run.
+`raygan.config.tune`'s. The defaults here are the defaults of every run. The training rules'
+names, and what each reads, are their specs' (`raygan.config.specs`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from raygan.config.model import LossName
+from raygan.config import specs
 from raygan.errors import check, check_nonnegative
-
-RuleName = Literal["lipizzaner", "lipizzaner-selection", "own", "fresh", "live", "egan"]
-"""Training rules (raygan.core.rules; ALGORITHM.md "Training rules")."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class EvolutionConfig:
     tournament_size: int = 2
     fitness_sample_size: int = 1000
     fitness_aggregation: Literal["average", "worst", "best"] = "average"
-    fitness_loss: LossName = "heuristic"
+    fitness_loss: str = "heuristic"  # a registered loss (raygan.core.loss_specs)
     lr_mutation: Literal["multiplicative", "additive", "none"] = "multiplicative"
     lr_mutation_probability: float = 0.5
     lr_mutation_sigma: float = 0.2  # multiplicative: sigma of log-normal factor
@@ -63,6 +61,7 @@ class EvolutionConfig:
     egan_mu: int = 1
 
     def __post_init__(self) -> None:
+        specs.LOSSES.get(self.fitness_loss, "evolution.fitness_loss")
         check(self.tournament_size >= 1, "evolution.tournament_size", "must be >= 1")
         check_nonnegative(self.egan_gamma, "evolution.egan_gamma")
         check(self.egan_mu >= 1, "evolution.egan_mu", f"must be >= 1, got {self.egan_mu}")
@@ -114,8 +113,9 @@ class TrainingConfig:
     # clones train against each other, kept only if better), "own" (each cell's own pair;
     # evolution.selection/replacement optional), "fresh" (lipizzaner with neighbours refreshed
     # every exchange_every batches), "live" (neighbour copies trained in the cell too), "egan"
-    # (E-GAN: every step one offspring of G per loss, the fittest survive; D trains in place)
-    rule: RuleName = "lipizzaner"
+    # (E-GAN: every step one offspring of G per loss, the fittest survive; D trains in place);
+    # or a rule registered with raygan.register_rule
+    rule: str = "lipizzaner"
     d_every: int = 1  # D steps on every n-th batch only (the reference MNIST configs use 2)
     exchange_every: int | None = None  # rule "fresh": batches between neighbour refreshes
     # decay per step of the generator's weight average (0 = off); cells sample, publish for
@@ -127,6 +127,7 @@ class TrainingConfig:
     historical_averaging: float = 0.0
 
     def __post_init__(self) -> None:
+        specs.RULES.get(self.rule)
         check_nonnegative(self.historical_averaging, "training.historical_averaging", "0: off")
         check(self.generations >= 1, "training.generations", "must be >= 1")
         check(self.batch_size >= 2, "training.batch_size", f"must be >= 2, got {self.batch_size}")
@@ -140,13 +141,6 @@ class TrainingConfig:
             self.exchange_every is None or self.exchange_every >= 1,
             "training.exchange_every",
             f"must be >= 1 or null, got {self.exchange_every}",
-        )
-        check(
-            (self.exchange_every is not None) == (self.rule == "fresh"),
-            "training.exchange_every",
-            "rule 'fresh' needs it (batches between neighbour refreshes)"
-            if self.rule == "fresh"
-            else f"only rule 'fresh' refreshes neighbours during a generation, not {self.rule!r}",
         )
         check(
             self.max_batches is None or self.max_batches >= 1,
@@ -253,10 +247,16 @@ class OutputConfig:
     # figures are redrawn at every evaluation; every plot_every generations a numbered copy
     # (`samples_gen0020.png`, ...) is kept too (0: no copies)
     plot_every: int = 0
+    # false: no figures at all (PNG files and their TensorBoard images); drawing them is most
+    # of a tiny generation's time, and the scores, logs and checkpoints do not depend on them
+    figures: bool = True
 
     def __post_init__(self) -> None:
         check(self.checkpoint_every >= 1, "output.checkpoint_every", "must be >= 1")
         check(self.plot_every >= 0, "output.plot_every", "must be >= 0")
+        check(self.figures or self.plot_every == 0, "output.plot_every",
+              "keeps copies of the figures, but output.figures is false: set plot_every: 0 or "
+              "figures: true")
         check(bool(self.storage_path.strip()), "output.storage_path", "must not be empty")
         check(
             self.keep_checkpoints is None or self.keep_checkpoints >= 1,

@@ -6,7 +6,8 @@ PBT/PB2 may also perturb in a running population), how a knob's domain is writte
 evaluation schedule (`check_against_metrics`) and the bounds perturbed values are kept in
 (`perturbation_bounds`, `clamp_to_space`). Like the rest of `raygan.config` it imports neither
 torch nor Ray; `raygan.tuning.experiment` turns the section into Tune's
-search space and schedulers.
+search space and schedulers. What each scheduler does with the section is its spec's
+(`raygan.config.specs.SchedulerSpec`: `raygan.tuning.scheduler_specs`, `.evolve_spec`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from raygan.config import specs
 from raygan.errors import check, check_nonnegative
-
-SchedulerName = Literal["none", "pbt", "pb2", "asha", "evolve"]
 
 STRUCTURAL_KNOBS: tuple[str, ...] = (
     "seed", "grid.rows", "grid.cols", "training.lr_g", "training.lr_d", "training.exchange_every",
@@ -92,7 +92,7 @@ class SearchDomain:
 class TuneSection:
     """Ray Tune settings for `raygan train` and `raygan tune` (the `tune` section)."""
 
-    scheduler: SchedulerName = "none"
+    scheduler: str = "none"  # a registered scheduler (raygan.tuning.scheduler_specs)
     metric: str | None = None  # None: `best/<metrics.rank_by>`
     mode: Literal["min", "max"] | None = None  # None: the direction of the metric
     num_samples: int = 1
@@ -106,7 +106,7 @@ class TuneSection:
     reduction_factor: int = 3  # ASHA: 1/reduction_factor of the trials go on at each rung
     max_failures: int = 2  # restarts of a failed trial from its last checkpoint
     reuse_actors: bool = True
-    # evolve (architecture evolution, raygan.tuning.evolve): every perturbation_interval
+    # evolve only (architecture evolution, raygan.tuning.evolve): every perturbation_interval
     # generations the best elite_fraction of the num_samples genomes go on unchanged; the
     # others restart from an elite's checkpoint with a mutation of its genome ("mutate": the
     # weights whose shapes still agree are kept) or with a new random genome ("random")
@@ -122,6 +122,7 @@ class TuneSection:
     channels: tuple[int, ...] = (8, 16, 32, 64, 128)
 
     def __post_init__(self) -> None:
+        spec = specs.scheduler(self.scheduler)
         check(self.num_samples >= 1, "tune.num_samples", "must be >= 1")
         check(
             self.max_concurrent_trials is None or self.max_concurrent_trials >= 1,
@@ -150,14 +151,6 @@ class TuneSection:
               f"must be >= 1000, got {self.max_parameters}")
         check(len(self.channels) >= 1 and min(self.channels) >= 1, "tune.channels",
               f"must list conv widths >= 1, got {list(self.channels)}")
-        check(self.scheduler != "evolve" or self.num_samples >= 2, "tune.num_samples",
-              f"evolve needs a population of at least 2 genomes, got {self.num_samples}")
-        # Tune creates no trial beyond the limit until one ends, so a limited population would
-        # step with the running few only; the cluster's resources pace the trials instead
-        check(self.scheduler != "evolve" or self.max_concurrent_trials is None
-              or self.max_concurrent_trials >= self.num_samples, "tune.max_concurrent_trials",
-              f"evolve steps the whole population together: leave it null or set it to at least "
-              f"tune.num_samples ({self.num_samples}), got {self.max_concurrent_trials}")
         check(self.metric is None or bool(self.metric), "tune.metric", "must not be empty")
         allowed = STRUCTURAL_KNOBS + LIVE_KNOBS
         for key, domain in self.space.items():
@@ -167,10 +160,9 @@ class TuneSection:
             check(key in allowed, where, f"not a searchable key{extra}; allowed: "
                   + ", ".join(allowed))
             _check_domain(domain, where)
-        if self.scheduler in ("pbt", "pb2"):
-            live = [k for k, d in self.space.items()
-                    if k in LIVE_KNOBS and (d.continuous or self.scheduler == "pbt")]
-            kinds = "uniform/loguniform " if self.scheduler == "pb2" else ""
+        if spec.mutates != "none":
+            live = list(self.mutable())
+            kinds = "uniform/loguniform " if spec.mutates == "continuous" else ""
             check(
                 bool(live),
                 "tune.space",
@@ -180,17 +172,19 @@ class TuneSection:
 
     @property
     def perturbs(self) -> bool:
-        """True under PBT, PB2 and evolve, which restart trials from others' checkpoints."""
-        return self.scheduler in ("pbt", "pb2", "evolve")
+        """True under schedulers that restart trials from others' checkpoints (PBT, PB2,
+        evolve)."""
+        return specs.scheduler(self.scheduler).perturbs
 
     def mutable(self) -> dict[str, SearchDomain]:
-        """The domains PBT/PB2 perturb: live knobs (PB2: only the continuous ones); evolve
-        changes genomes only."""
-        if self.scheduler not in ("pbt", "pb2"):
+        """The domains the scheduler perturbs: live knobs (PB2: only the continuous ones);
+        none for the others (evolve changes genomes only)."""
+        mutates = specs.scheduler(self.scheduler).mutates
+        if mutates == "none":
             return {}
         return {
             k: d for k, d in self.space.items()
-            if k in LIVE_KNOBS and (d.continuous or self.scheduler != "pb2")
+            if k in LIVE_KNOBS and (d.continuous or mutates != "continuous")
         }
 
 
@@ -227,15 +221,15 @@ def check_against_metrics(tune: TuneSection, metrics_every: int) -> None:
         ConfigError: when `tune.perturbation_interval` (PBT/PB2) or `tune.grace_period` (ASHA)
             is not a multiple of `metrics_every`.
     """
-    for key, applies, value in (
-        ("perturbation_interval", tune.perturbs, tune.perturbation_interval),
-        ("grace_period", tune.scheduler == "asha", tune.grace_period),
-    ):
-        check(
-            not applies or value % metrics_every == 0,
-            f"tune.{key}",
-            f"must be a multiple of metrics.every ({metrics_every}), got {value}",
-        )
+    key = specs.scheduler(tune.scheduler).decides_every
+    if key is None:
+        return
+    value = getattr(tune, key.removeprefix("tune."))
+    check(
+        value % metrics_every == 0,
+        key,
+        f"must be a multiple of metrics.every ({metrics_every}), got {value}",
+    )
 
 
 def perturbation_bounds(tune: TuneSection) -> dict[str, tuple[float, float]]:

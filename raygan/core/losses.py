@@ -4,6 +4,9 @@ A `Loss` pairs a generator objective with its matching discriminator objective (
 D for a least-squares G, BCE for minimax and heuristic). Least-squares terms use
 `sigmoid(logit)`, as Mustangs' discriminators end in a sigmoid: one discriminator can then be
 trained with any loss of the set without its output scale drifting.
+
+What the config knows of each loss is its spec (`raygan.core.loss_specs`); a new loss is its
+two functions and one line, `raygan.register_loss(spec, loss)`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from raygan.config.specs import LOSSES as SPECS
+from raygan.config.specs import LossSpec, implement, remember
 
 
 @dataclass(frozen=True)
@@ -102,20 +108,53 @@ LOSSES: dict[str, Loss] = {
 }
 
 
+def register_loss(spec: LossSpec | str, loss: Loss) -> Loss:
+    """Register a loss: the functions under `spec.name`, its spec in the config, so
+    `losses.generator` (and `evolution.fitness_loss`) may name it.
+
+    Args:
+        spec: what the config knows of it (a name: a spec without traits); `spec.labelled`
+            must be True exactly when `loss.labelled` is set, `spec.gradient_penalty` when
+            `loss.gradient_penalty` is.
+        loss: its generator and discriminator functions, on D's logits.
+
+    Raises:
+        ValueError: a spec that disagrees with the loss.
+    """
+    spec = LossSpec(spec, labelled=loss.labelled is not None,
+                    gradient_penalty=loss.gradient_penalty) if isinstance(spec, str) else spec
+    if (spec.name != loss.name or spec.labelled != (loss.labelled is not None)
+            or spec.gradient_penalty != loss.gradient_penalty):
+        raise ValueError(f"loss {loss.name!r}: its spec {spec.name!r} must have its name, "
+                         "labelled (a labelled D loss) and gradient_penalty")
+    SPECS.add(spec)
+    LOSSES[spec.name] = loss
+    remember(register_loss, spec, loss)
+    return loss
+
+
 def get_loss(name: str) -> Loss:
     """Look up a loss by name.
 
     Raises:
         KeyError: naming the registered losses.
     """
+    if name not in LOSSES and name in SPECS:  # a Ray worker fetches its driver's (`implement`)
+        implement(SPECS, name, LOSSES)
     try:
         return LOSSES[name]
     except KeyError:
         raise KeyError(f"unknown loss {name!r}; registered: {', '.join(LOSSES)}") from None
 
 
+def interpolation_weights(n: int, dims: int, generator: torch.Generator) -> Tensor:
+    """The gradient penalty's random weights for `n` samples of `dims` dimensions: shape
+    (n, 1, ..., 1), uniform on [0, 1), drawn on the CPU from `generator`."""
+    return torch.rand((n,) + (1,) * (dims - 1), generator=generator, device="cpu")
+
+
 def gradient_penalty(
-    discriminator: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator
+    discriminator: nn.Module, real: Tensor, fake: Tensor, eps: Tensor | torch.Generator
 ) -> Tensor:
     """WGAN-GP penalty `E[(||grad D(x_hat)|| - 1)^2]` on random interpolates.
 
@@ -123,12 +162,14 @@ def gradient_penalty(
         discriminator: the critic being trained.
         real: real batch.
         fake: fake batch of the same shape (detached).
-        generator: RNG for the interpolation coefficients.
+        eps: the interpolation weights (`interpolation_weights` for the batch: the batch loop
+            draws them when it plans the step), or the generator to draw them from.
     """
     n = min(len(real), len(fake))
     real, fake = real[:n], fake[:n]
-    shape = (n,) + (1,) * (real.dim() - 1)
-    eps = torch.rand(shape, generator=generator, device="cpu").to(real.device)
+    if isinstance(eps, torch.Generator):
+        eps = interpolation_weights(n, real.dim(), eps)
+    eps = eps.to(real.device)
     mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
     out = discriminator(mixed)
     (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)

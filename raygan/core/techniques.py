@@ -2,9 +2,9 @@
 historical averaging, and the optimiser step that applies the latter.
 
 The D-side layers (minibatch discrimination, virtual batch norm) are in `raygan.core.layers`;
-one-sided label smoothing is `Loss.discriminator_loss`. `train_batches` calls
-`generator_loss` and `step` once per G and D step; with every option off they compute exactly
-what the plain loop did.
+one-sided label smoothing is `Loss.discriminator_loss`. A network's G and D steps
+(`raygan.core.steps`) call `generator_loss` and `step`; with every option off they compute
+exactly what the plain loop did.
 """
 
 from __future__ import annotations

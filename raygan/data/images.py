@@ -40,7 +40,7 @@ _NATIVE_SHAPES: dict[str, tuple[int, int]] = {
 
 
 def image_shape(name: str, image_size: int | None = None) -> tuple[int, int, int]:
-    """(C, H, W) of one image of data set `name` as `load_image_dataset` returns it, without
+    """(C, H, W) of one image of data set `name` as `load_image_arrays` returns it, without
     loading it (a scheduler sizes genomes for data only its trials read)."""
     if name not in _NATIVE_SHAPES:
         raise ValueError(f"unknown image data set {name!r}; known: {', '.join(_NATIVE_SHAPES)}")
@@ -113,9 +113,22 @@ def load_image_arrays(
     image_size: int | None = None,
     train: bool = True,
 ) -> ImageArrays:
-    """A built-in image set as uint8 pixels (see `load_image_dataset` for the arguments).
+    """Load a built-in image set into memory as uint8 pixels (a run's `Dataset` holds these).
 
-    A resized set is requantised to 0..255 after antialiased bilinear resizing.
+    Args:
+        name: One of :data:`IMAGE_DATASETS`.
+        root: Directory holding the torchvision data sets (ignored by embedded sets).
+        download: Let torchvision fetch missing files (needs network access).
+        image_size: Resize images to ``image_size x image_size`` (bilinear, antialiased, then
+            requantised to 0..255) when given and different from the native size. CelebA
+            defaults to 64.
+        train: Use the training split (True) or the test split. Ignored by the embedded
+            sets ``mnist5k`` and ``digits8x8``, which have a single split; a held-out part
+            for the metrics classifier is split off elsewhere.
+
+    Raises:
+        ValueError: For an unknown name or a non-positive image size.
+        DatasetMissingError: When the files are missing and cannot be downloaded.
     """
     data = _load_native(name, root, download, train, image_size)
     labels = data.labels.numpy() if data.num_classes else None
@@ -125,43 +138,6 @@ def load_image_arrays(
         pixels = ((resized + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
         return ImageArrays(pixels.numpy(), labels, 255.0)
     return ImageArrays(data.pixels.numpy(), labels, max_value)
-
-
-def load_image_dataset(
-    name: str,
-    root: str | Path = "./data",
-    download: bool = False,
-    image_size: int | None = None,
-    train: bool = True,
-) -> ImageData:
-    """Load an image data set into memory.
-
-    Args:
-        name: One of :data:`IMAGE_DATASETS`.
-        root: Directory holding the torchvision data sets (ignored by embedded sets).
-        download: Let torchvision fetch missing files (needs network access).
-        image_size: Resize images to ``image_size x image_size`` (bilinear, antialiased)
-            when given and different from the native size. CelebA defaults to 64.
-        train: Use the training split (True) or the test split. Ignored by the embedded
-            sets ``mnist5k`` and ``digits8x8``, which have a single split; a held-out part
-            for the metrics classifier is split off elsewhere.
-
-    Returns:
-        The data set with images in ``[-1, 1]``.
-
-    Note:
-        Everything is held in memory as float32: the full CelebA training split at 64x64
-        takes about 8 GB (uint8 staging keeps the peak near 10 GB).
-
-    Raises:
-        ValueError: For an unknown name or a non-positive image size.
-        DatasetMissingError: When the files are missing and cannot be downloaded.
-    """
-    data = _load_native(name, root, download, train, image_size)
-    images = _to_unit_range(data.pixels, _MAX_VALUES.get(name, 255.0))
-    if image_size is not None and image_size != data.pixels.shape[-1]:
-        images = _resize(images, image_size)
-    return ImageData(images, data.labels, data.name, data.num_classes)
 
 
 _MAX_VALUES = {"digits8x8": 16.0}

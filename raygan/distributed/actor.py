@@ -23,9 +23,10 @@ from ray import ObjectRef
 
 from raygan.config import RunConfig
 from raygan.core import operators as ops
-from raygan.core.cell import Snapshot, cell_seeds
+from raygan.core.cell import cell_seeds
+from raygan.core.group import CellGroup
 from raygan.core.individual import numpy_to_tensors, tensors_to_numpy
-from raygan.core.packed.group import CellGroup
+from raygan.core.neighbourhood import Snapshot
 from raygan.core.report import CellReport
 from raygan.data import Dataset, load_dataset
 from raygan.distributed.resources import memory_fraction
@@ -144,15 +145,15 @@ class CellActor:
             out.append(ray.put(snap) if shared else None)
         return out[0] if len(out) == 1 else out
 
-    def _resolve(self, rows: Sequence[Sequence[Any]]) -> list[list[Snapshot]]:
+    def _resolve(self, neighbours: Sequence[Sequence[Any]]) -> list[list[Snapshot]]:
         """Each cell's neighbour handles -> snapshots (own cells' from this process)."""
-        remote = [h for row in rows for h in row if not isinstance(h, LocalSnapshot)]
+        remote = [h for handles in neighbours for h in handles if not isinstance(h, LocalSnapshot)]
         fetched = iter(_resolve_snapshots(remote))
         return [[self._published[h.cell] if isinstance(h, LocalSnapshot) else next(fetched)
-                 for h in row] for row in rows]
+                 for h in handles] for handles in neighbours]
 
     def run_generation(
-        self, generation: int, rows: Sequence[Sequence[Any]]
+        self, generation: int, neighbours: Sequence[Sequence[Any]]
     ) -> tuple[list[CellReport], list[dict[str, Any]], list[dict[str, bool]]]:
         """One generation of every cell.
 
@@ -163,44 +164,44 @@ class CellActor:
             reach the controller only if it asks for them.
         """
         finite = self._centres_finite()
-        reports = self.group.run_generation(generation, self._resolve(rows))
+        reports = self.group.run_generation(generation, self._resolve(neighbours))
         return reports, self.state_dict(), finite
 
     def _centres_finite(self) -> list[dict[str, bool]]:
         return [{"g": ops.all_finite(c.g.net), "d": ops.all_finite(c.d.net)}
                 for c in self.group.cells]
 
-    def begin_generation(self, generation: int, rows: Sequence[Sequence[Any]]) -> list[int]:
+    def begin_generation(self, generation: int, neighbours: Sequence[Sequence[Any]]) -> list[int]:
         """Start a generation run in rounds (`Cell.begin`); returns the cells' batch counts."""
         self._finite = self._centres_finite()
-        return self.group.begin(generation, self._resolve(rows))
+        return self.group.begin(generation, self._resolve(neighbours))
 
-    def train_round(self, rows: Sequence[Sequence[Any]] | None, batches: int) -> None:
+    def train_round(self, neighbours: Sequence[Sequence[Any]] | None, batches: int) -> None:
         """One round: reload the neighbours (unless None), train `batches` batches."""
-        self.group.train(None if rows is None else self._resolve(rows), batches)
+        self.group.train(None if neighbours is None else self._resolve(neighbours), batches)
 
     def finish_generation(
-        self, generation: int
+        self,
     ) -> tuple[list[CellReport], list[dict[str, Any]], list[dict[str, bool]]]:
         """End the generation; returns what `run_generation` returns."""
-        return self.group.finish(generation), self.state_dict(), self._finite
+        return self.group.finish(), self.state_dict(), self._finite
 
     def evaluate(
-        self, rows: Sequence[Sequence[Any]], n: int, seeds: Sequence[int]
+        self, neighbours: Sequence[Sequence[Any]], n: int, seeds: Sequence[int]
     ) -> list[tuple[dict[str, float], np.ndarray]]:
         """Metrics of each cell's mixture and the preview of the scored samples (numpy, so
         the driver reads it from the object store without a copy)."""
         out = []
-        for cell, row, seed in zip(self.group.cells, self._resolve(rows), seeds):
-            scored = cell.evaluate(row, n, seed)
+        for cell, snapshots, seed in zip(self.group.cells, self._resolve(neighbours), seeds):
+            scored = cell.evaluate(snapshots, n, seed)
             out.append((scored.scores, scored.preview.numpy()))
         return out
 
     def sample(
-        self, cell: int, row: Sequence[Any], n: int, seed: int, centre_only: bool = False
+        self, cell: int, handles: Sequence[Any], n: int, seed: int, centre_only: bool = False
     ) -> np.ndarray:
         """Samples of one cell's mixture (or centre generator) as a numpy array."""
-        (snapshots,) = self._resolve([row])
+        (snapshots,) = self._resolve([handles])
         host = self.group.cells[self.cells.index(cell)]
         return host.sample(snapshots, n, seed, centre_only).numpy()
 

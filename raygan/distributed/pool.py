@@ -161,18 +161,18 @@ class RayCellPool:
             scheduling_strategy=strategy,
         ).remote(self.config, self.workers[index], self._data)
 
-    def _rows(self, actor: int, inputs: Sequence[Any] | None) -> list[list[Any]] | None:
-        """The rows of `actor`'s cells from every cell's neighbour handles, with the handles
-        of its own cells' snapshots replaced by `LocalSnapshot`s."""
+    def _neighbours_of(self, actor: int, inputs: Sequence[Any] | None) -> list[list[Any]] | None:
+        """The neighbour handles of `actor`'s cells (picked from every cell's `inputs`), with
+        the handles of its own cells' snapshots replaced by `LocalSnapshot`s."""
         if inputs is None:
             return None
         return [self._localise(actor, inputs[c]) for c in self.workers[actor]]
 
-    def _localise(self, actor: int, row: Sequence[Any]) -> list[Any]:
+    def _localise(self, actor: int, handles: Sequence[Any]) -> list[Any]:
         """One cell's neighbour handles as `actor` reads them."""
         cell_of = self._handle_cell
         return [LocalSnapshot(cell_of[h]) if self._where.get(cell_of.get(h, -1), (-1,))[0]
-                == actor else h for h in row]
+                == actor else h for h in handles]
 
     # -- the CellPool interface -------------------------------------------------------------
     def publish(self) -> list[Any]:
@@ -188,8 +188,8 @@ class RayCellPool:
     def run_generation(self, generation: int, inputs: Sequence[Sequence[Any]]) -> list[CellReport]:
         """Run one generation in every actor in parallel, retrying it after actor failures."""
 
-        def attempt(rows: list[list[Any]]) -> tuple[list[CellReport], list[Any], list[Any]]:
-            return self._gather(self._submit_generation(generation, rows))
+        def attempt(neighbours: list[list[Any]]) -> tuple[list[CellReport], list[Any], list[Any]]:
+            return self._gather(self._submit_generation(generation, neighbours))
 
         reports, states, finite = self._retrying(f"generation {generation}", inputs, attempt)
         # only a generation every cell finished becomes the new restart point
@@ -200,8 +200,8 @@ class RayCellPool:
 
     def _submit_generation(self, generation: int, inputs: Sequence[Sequence[Any]]) -> list[Any]:
         """Start every actor's generation; returns its (reports, states, finite) refs."""
-        return [a.run_generation.options(num_returns=3).remote(generation, self._rows(i, inputs))
-                for i, a in enumerate(self.actors)]
+        return [a.run_generation.options(num_returns=3).remote(
+            generation, self._neighbours_of(i, inputs)) for i, a in enumerate(self.actors)]
 
     @staticmethod
     def _gather(triples: list[Any]) -> tuple[list[CellReport], list[Any], list[Any]]:
@@ -219,17 +219,18 @@ class RayCellPool:
         round r - 1, so data flow alone keeps the rounds in step.
         """
 
-        def attempt(_rows: list[list[Any]]) -> tuple[list[CellReport], list[Any], list[Any]]:
-            rows = route(self.publish())
-            begun = [a.begin_generation.remote(generation, self._rows(i, rows))
+        def attempt(_neighbours: list[list[Any]]) -> tuple[list[CellReport], list[Any], list[Any]]:
+            neighbours = route(self.publish())
+            begun = [a.begin_generation.remote(generation, self._neighbours_of(i, neighbours))
                      for i, a in enumerate(self.actors)]
             batches = [b for bs in ray.get(begun) for b in bs]
             trained = []
             for r in range(rounds_of(batches, every)):
-                rows_r = round_inputs(r, self.size, route, self.publish)
-                trained += [a.train_round.remote(self._rows(i, None if r == 0 else rows_r), every)
+                neighbours_r = round_inputs(r, self.size, route, self.publish)
+                later = None if r == 0 else neighbours_r
+                trained += [a.train_round.remote(self._neighbours_of(i, later), every)
                             for i, a in enumerate(self.actors)]
-            triples = [a.finish_generation.options(num_returns=3).remote(generation)
+            triples = [a.finish_generation.options(num_returns=3).remote()
                        for a in self.actors]
             ray.get(trained)  # raises a round's error, if any
             return self._gather(triples)
@@ -243,8 +244,9 @@ class RayCellPool:
     def evaluate(self, inputs: Sequence[Sequence[Any]], n: int, seed: int) -> list[Scored]:
         """Every cell's evaluation (`Cell.evaluate`); cell i samples with seed `seed + i`."""
 
-        def attempt(rows: list[list[Any]]) -> list[Scored]:
-            refs = [a.evaluate.remote(self._rows(i, rows), n, [seed + c for c in cells])
+        def attempt(neighbours: list[list[Any]]) -> list[Scored]:
+            refs = [a.evaluate.remote(self._neighbours_of(i, neighbours), n,
+                                      [seed + c for c in cells])
                     for i, (a, cells) in enumerate(zip(self.actors, self.workers))]
             return [Scored(scores, _tensor(preview))
                     for per_actor in ray.get(refs) for scores, preview in per_actor]
@@ -258,9 +260,9 @@ class RayCellPool:
 
         actor = self._where[cell][0]
 
-        def attempt(rows: list[list[Any]]) -> Tensor:
-            row = self._localise(actor, rows[0])
-            return _tensor(ray.get(self.actors[actor].sample.remote(cell, row, n, seed,
+        def attempt(neighbours: list[list[Any]]) -> Tensor:
+            handles = self._localise(actor, neighbours[0])
+            return _tensor(ray.get(self.actors[actor].sample.remote(cell, handles, n, seed,
                                                                      centre_only)))
 
         return self._retrying(f"sampling cell {cell}", [inputs], attempt)
@@ -303,14 +305,14 @@ class RayCellPool:
         as is, after rolling the cells back so the pool stays consistent; actor failures are
         retried up to `max_retries` times.
         """
-        rows = [list(r) for r in inputs]
+        neighbours = [list(r) for r in inputs]
         failures = 0
         dead: list[int] = []
         while True:
             try:
                 if failures:
-                    rows = self._restore(dead, what, failures, rows)
-                return call(rows)
+                    neighbours = self._restore(dead, what, failures, neighbours)
+                return call(neighbours)
             except RayError as exc:
                 dead = self._dead_actors()
                 if not dead and not isinstance(exc, (RayActorError, ObjectLostError)):
@@ -353,21 +355,25 @@ class RayCellPool:
         Raises:
             RuntimeError: when the restart point itself is gone (lost with a node).
         """
-        for i in dead:
-            self.restarts += 1
-            log.warning(
-                "%s: the actor of cells %s died (%s); restarting it (restart %d, attempt %d "
-                "of %d)", what, self.workers[i], type(self._failure).__name__, self.restarts,
-                failures, self.max_retries,
-            )
-            self.actors[i] = self._new_actor(i)
-        # every cell back to the same consistent point, so the retry repeats the generation
-        # exactly and nothing is counted twice
         try:
+            # the states live in the object store of the node their actor ran on: a dead
+            # actor's may have gone with its node, and then no new actor could use them, so
+            # look before starting any (a start takes seconds, and waits for a lost node's
+            # bundle to be placed again)
+            ray.get([self._states[i] for i in dead])
+            for i in dead:
+                self.restarts += 1
+                log.warning(
+                    "%s: the actor of cells %s died (%s); restarting it (restart %d, attempt "
+                    "%d of %d)", what, self.workers[i], type(self._failure).__name__,
+                    self.restarts, failures, self.max_retries,
+                )
+                self.actors[i] = self._new_actor(i)
+            # every cell back to the same consistent point, so the retry repeats the
+            # generation exactly and nothing is counted twice
             ray.get([a.load_state_dict.remote(s) for a, s in zip(self.actors, self._states)])
         except ObjectLostError as exc:
-            # the states live in the object store of the node their actor ran on; with that
-            # node gone no retry can bring them back, so fail now, with the way out
+            # with that node gone no retry can bring them back, so fail now, with the way out
             raise RuntimeError(
                 f"{what}: the cells' restart point (their states after the last completed "
                 f"generation) was lost with a node ({type(exc).__name__}); resume the run from "
@@ -376,7 +382,7 @@ class RayCellPool:
         old = self._handle_cell
         fresh = self.publish()
         try:
-            return [[fresh[old[h]] for h in row] for row in inputs]
+            return [[fresh[old[h]] for h in handles] for handles in inputs]
         except KeyError:
             raise RuntimeError(
                 f"{what}: cannot retry, the inputs are not handles from this pool's last publish"

@@ -25,7 +25,7 @@ import ray
 from ray.exceptions import GetTimeoutError
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 
-from raygan.config import ResourcesConfig, RunConfig
+from raygan.config import ResourcesConfig, RunConfig, specs
 from raygan.data import Dataset
 from raygan.distributed.resources import fitting_shares, trial_bundles, trials_at_once, unmet
 from raygan.engine.capacity import CapacityError, check_memory
@@ -233,7 +233,8 @@ def _trial_count(config: RunConfig, sweep: bool) -> int:
         return 1
     t = config.tune
     grids = [len(d.values()) for d in t.space.values() if d.grid is not None]
-    return t.num_samples * (1 if t.scheduler == "evolve" else math.prod(grids))
+    population = specs.scheduler(t.scheduler).population  # the scheduler draws the trials
+    return t.num_samples * (1 if population else math.prod(grids))
 
 
 def fmt(resources: dict[str, float]) -> str:

@@ -17,7 +17,6 @@ from typing import Any
 from raygan.config import RunConfig
 from raygan.config.catalog import lower_is_better, result_key
 from raygan.core.report import CellReport
-from raygan.core.rules import get_rule
 from raygan.core.task import Scored
 from raygan.engine.pool import CellPool
 from raygan.engine.task import grid_of
@@ -65,7 +64,9 @@ class Controller:
         self.neighbourhoods = grid_of(config).all_neighbourhoods()
         if pool.size != len(self.neighbourhoods):
             raise ValueError(f"pool has {pool.size} cells, the grid {len(self.neighbourhoods)}")
-        self.exchange_every = get_rule(config.training.rule).exchange_every(config)
+        # rounds of this many batches per generation (rule `fresh`; the config requires it
+        # there and refuses it elsewhere); None: one exchange per generation
+        self.exchange_every = config.training.exchange_every
         self.generation = 0
         self.history: list[dict[str, Any]] = []  # one row per cell per generation
         self.summaries: list[dict[str, Any]] = []

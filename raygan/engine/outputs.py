@@ -78,8 +78,8 @@ class RunOutputs:
 
     def record(self, controller: Controller, summary: GenerationSummary) -> None:
         """One finished generation: log rows, TensorBoard scalars, and at evaluations the
-        figures (numbered copies every `output.plot_every` generations); `final.json` at the
-        end."""
+        figures (unless `output.figures` is false; numbered copies every `output.plot_every`
+        generations); `final.json` at the end."""
         if self._synced:
             with (self.out / "generations.jsonl").open("a") as f:
                 f.write(_lines([summary.to_dict()]))
@@ -89,7 +89,7 @@ class RunOutputs:
             self.rewrite(controller)
         self.board.generation(summary)
         gen = summary.generation + 1
-        if summary.evaluated:
+        if summary.evaluated and self.config.output.figures:
             every = self.config.output.plot_every
             paths = self.figures(summary, f"_gen{gen:04d}" if every and gen % every == 0 else "")
             self.board.figures(paths, gen)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from raygan.config import RunConfig
 from raygan.core.cell import Cell, cell_seeds, resolve_device
-from raygan.core.packed.group import CellGroup
+from raygan.core.group import CellGroup
 from raygan.core.report import CellReport
 from raygan.core.task import Scored
 from raygan.data import Dataset, load_dataset
@@ -117,18 +117,18 @@ class LocalCellPool:
     def run_generation(self, generation: int, inputs: Sequence[Sequence[Any]]) -> list[CellReport]:
         """Run every group's generation in turn."""
         return [report for group in self.groups
-                for report in group.run_generation(generation, _rows_of(group, inputs))]
+                for report in group.run_generation(generation, _of_group(group, inputs))]
 
     def run_rounds(self, generation: int, every: int, route: Route) -> list[CellReport]:
         """Every round publishes all centres first, then trains every cell in turn."""
-        rows = route(self.publish())
+        neighbours = route(self.publish())
         batches = [b for group in self.groups for b in group.begin(generation,
-                                                                   _rows_of(group, rows))]
+                                                                   _of_group(group, neighbours))]
         for r in range(rounds_of(batches, every)):
-            rows_r = round_inputs(r, self.size, route, self.publish)
+            neighbours_r = round_inputs(r, self.size, route, self.publish)
             for group in self.groups:
-                group.train(_rows_of(group, rows_r), every)
-        return [report for group in self.groups for report in group.finish(generation)]
+                group.train(_of_group(group, neighbours_r), every)
+        return [report for group in self.groups for report in group.finish()]
 
     def evaluate(self, inputs: Sequence[Sequence[Any]], n: int, seed: int) -> list[Scored]:
         """Every cell's evaluation (`Cell.evaluate`); cell i samples with seed `seed + i`."""
@@ -155,5 +155,5 @@ class LocalCellPool:
         """Nothing to release locally."""
 
 
-def _rows_of(group: CellGroup, rows: Sequence[T]) -> list[T]:
-    return [rows[i] for i in group.indices]
+def _of_group(group: CellGroup, per_cell: Sequence[T]) -> list[T]:
+    return [per_cell[i] for i in group.indices]

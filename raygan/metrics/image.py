@@ -26,8 +26,8 @@ from torch import Tensor
 from raygan.atomic import atomic_write
 from raygan.config.catalog import INCEPTION_HELP
 from raygan.data.dataset import Dataset
-from raygan.data.images import ImageData
 from raygan.metrics.classifier import Classifier, data_fingerprint
+from raygan.metrics.frechet import feature_statistics, features_frechet_distance
 from raygan.metrics.shipped import shipped_stats
 
 STATS_VERSION = "stats-v2"
@@ -45,62 +45,6 @@ class RealStatistics(NamedTuple):
 
     mu: np.ndarray
     sigma: np.ndarray
-
-
-def feature_statistics(features: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance (float64) of a ``(N, F)`` feature matrix, N >= 2."""
-    if features.ndim != 2 or features.shape[0] < 2:
-        raise ValueError(f"need features of shape (N >= 2, F), got {tuple(features.shape)}")
-    x = features.detach().cpu().to(torch.float64).numpy()
-    if not np.isfinite(x).all():
-        raise ValueError("features contain NaN or infinite values")
-    return x.mean(axis=0), np.cov(x, rowvar=False)
-
-
-def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a (numerically) positive semi-definite matrix."""
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2.0)
-    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
-
-
-def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
-) -> float:
-    """Fréchet distance between the Gaussians N(mu1, sigma1) and N(mu2, sigma2).
-
-    The trace of `sqrtm(sigma1 @ sigma2)` is the sum of the square roots of the eigenvalues of
-    the symmetric matrix `sqrt(sigma1) @ sigma2 @ sqrt(sigma1)`, which has the same spectrum.
-    Two symmetric eigendecompositions are much faster than scipy's general `sqrtm`, always
-    real, and need no singular-matrix retry.
-
-    Args:
-        mu1: Mean of the first feature set, shape ``(F,)``.
-        sigma1: Covariance of the first feature set, shape ``(F, F)``.
-        mu2: Mean of the second feature set.
-        sigma2: Covariance of the second feature set.
-
-    Returns:
-        The distance, clipped at 0.
-    """
-    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
-    sigma1 = np.atleast_2d(sigma1).astype(np.float64)
-    sigma2 = np.atleast_2d(sigma2).astype(np.float64)
-    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise ValueError(
-            f"shape mismatch: means {mu1.shape}/{mu2.shape}, "
-            f"covariances {sigma1.shape}/{sigma2.shape}"
-        )
-    if sigma1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"covariance shape {sigma1.shape} does not match mean size {mu1.size}")
-    if not (np.isfinite(sigma1).all() and np.isfinite(sigma2).all()):
-        raise ValueError("covariances are not finite; are the features degenerate?")
-    root = _psd_sqrt(sigma1)
-    product = root @ sigma2 @ root
-    eigenvalues = np.linalg.eigvalsh((product + product.T) / 2.0)
-    trace_covmean = float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
-    diff = mu1 - mu2
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean
-    return max(0.0, float(value))
 
 
 def inception_score(probs: Tensor, splits: int = 1) -> float:
@@ -214,19 +158,18 @@ class FeatureScorer:
 
     @classmethod
     def create(
-        cls, extractor: Extractor, data: ImageData | Dataset, cache_dir: str | Path, n_eval: int
+        cls, extractor: Extractor, data: Dataset, cache_dir: str | Path, n_eval: int
     ) -> FeatureScorer:
         """Load or compute the reference statistics and the floor for ``data``.
 
         Args:
             extractor: The feature extractor.
-            data: The real data set: float images, or a `Dataset` in stored form (only the
-                reference and floor sets are converted to float).
+            data: The real data set in stored form (only the reference and floor sets are
+                converted to float).
             cache_dir: Directory of cached statistics; created when missing.
             n_eval: Samples an evaluation scores (the floor set's size).
         """
-        shape: tuple[int, ...] = data.shape if isinstance(data, ImageData) else data.sample_shape
-        gather = (lambda idx: data.images[idx]) if isinstance(data, ImageData) else data.take
+        shape = data.sample_shape
         if len(shape) != 3:
             raise ValueError(f"image metrics need images (C, H, W), got samples of {shape}")
         ref_idx, floor_idx = reference_split(len(data), n_eval)
@@ -238,7 +181,7 @@ class FeatureScorer:
         image_shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         if cached is not None:
             return cls(extractor, *cached, image_shape)
-        features, probs = extractor.outputs(gather(ref_idx))
+        features, probs = extractor.outputs(data.take(ref_idx))
         scorer = cls(
             extractor,
             RealStatistics(*feature_statistics(features)),
@@ -246,7 +189,7 @@ class FeatureScorer:
             {},
             image_shape,
         )
-        scorer.floors = scorer.score(gather(floor_idx))
+        scorer.floors = scorer.score(data.take(floor_idx))
         scorer.floors.pop("inception_score", None)  # a real-data value, not a floor
         hist = np.zeros(0) if scorer.histogram is None else scorer.histogram
         atomic_write(
@@ -270,12 +213,12 @@ class FeatureScorer:
     def fid(self, samples: Tensor) -> float:
         """FID of ``samples`` (N, C, H, W) in [-1, 1] against the reference set."""
         features, _ = self._outputs(samples)
-        return frechet_distance(*feature_statistics(features), *self.reference)
+        return features_frechet_distance(features, *self.reference)
 
     def score(self, samples: Tensor) -> dict[str, float]:
         """``{"fid"}``, plus ``"tvd"`` and ``"inception_score"`` for classifier features."""
         features, probs = self._outputs(samples)
-        out = {"fid": frechet_distance(*feature_statistics(features), *self.reference)}
+        out = {"fid": features_frechet_distance(features, *self.reference)}
         if probs is not None and self.histogram is not None:
             out["tvd"] = label_tvd(probs, self.histogram)
             out["inception_score"] = inception_score(probs)

@@ -145,10 +145,6 @@ class MetricContext:
             del data
         return FeatureScorer.create(extractor, ds, cache, self.eval_samples)
 
-    def classifier_accuracy(self, family: str = "reference") -> float:
-        """Held-out accuracy of a classifier family's network."""
-        return float(self.scorer(family).extractor.accuracy)
-
 
 def _accuracy_note(scorer: Any) -> str:
     """Where the classifier of `scorer` comes from, and its held-out accuracy.

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
+from ray import tune
 from ray.tune.experiment import Trial
 
 from raygan.arch.bounds import Bounds
@@ -33,7 +34,7 @@ from raygan.arch.elitism import Refill, refill, select
 from raygan.arch.genome import Genome
 from raygan.arch.variation import inherit_state, random_genome
 from raygan.config import RunConfig
-from raygan.tuning.schedulers import PopulationBasedTraining
+from raygan.tuning.schedulers import POPULATIONS, SCHEDULERS, PopulationBasedTraining
 
 GENOME_KEY = "networks.genome"
 """The trial-config key each trial's genome is drawn into."""
@@ -239,3 +240,9 @@ class ElitistEvolution(PopulationBasedTraining):
         path = os.path.join(any_trial.local_experiment_path, LOG_NAME)
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
+
+
+# a built-in scheduler: its spec (`raygan.tuning.evolve_spec`) is registered with raygan and
+# names this module, imported when the scheduler is first built
+SCHEDULERS["evolve"] = make_evolve_scheduler
+POPULATIONS["evolve"] = lambda config: {GENOME_KEY: tune.grid_search(population_space(config))}

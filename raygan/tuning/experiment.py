@@ -9,7 +9,6 @@ and copies the trial's files (TensorBoard, Parquet history, figures) to the stor
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
@@ -19,14 +18,14 @@ from typing import Any
 from ray import tune
 from ray.tune import Callback, CheckpointConfig, FailureConfig, ResultGrid, SyncConfig
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler
 
-from raygan.config import ConfigError, RunConfig
+from raygan.config import ConfigError, RunConfig, specs
 from raygan.config.catalog import best_scores, format_scores
-from raygan.config.tune import SearchDomain, clamp_to_space, perturbation_bounds
 from raygan.data import Dataset
 from raygan.engine.task import prepare
 from raygan.errors import StorageError, storage_problem
+from raygan.tuning.schedulers import make_scheduler, population, tune_domain
 from raygan.tuning.trainable import (
     CoevolutionTrainable,
     SharedData,
@@ -122,72 +121,13 @@ class _DeletedCheckpointFilter(logging.Filter):
         return not (isinstance(exc, FileNotFoundError) and "checkpoint_" in str(exc))
 
 
-def _domain(domain: SearchDomain) -> Any:
-    values = list(domain.values())
-    if domain.choice is not None:
-        return tune.choice(values)
-    if domain.grid is not None:
-        return tune.grid_search(values)
-    if domain.uniform is not None:
-        return tune.uniform(*values)
-    if domain.loguniform is not None:
-        return tune.loguniform(*values)
-    return tune.randint(*values)
-
-
 def param_space(config: RunConfig, sweep: bool) -> dict[str, Any]:
-    """Tune's param space: the base config plus one Tune domain per `tune.space` entry."""
-    space = {k: _domain(d) for k, d in config.tune.space.items()} if sweep else {}
-    if sweep and config.tune.scheduler == "evolve":  # one trial per genome of the population
-        from raygan.tuning.evolve import GENOME_KEY, population_space
-
-        space[GENOME_KEY] = tune.grid_search(population_space(config))
-    return trial_config(config, space)
-
-
-def make_scheduler(config: RunConfig) -> TrialScheduler:
-    """The scheduler named by `tune.scheduler`, deciding on `generation` (results' time)."""
-    t = config.tune
-    if t.scheduler == "asha":
-        return ASHAScheduler(
-            time_attr="generation",
-            max_t=config.training.generations,
-            grace_period=t.grace_period,
-            reduction_factor=t.reduction_factor,
-        )
-    if t.scheduler == "none":
-        return FIFOScheduler()
-    if t.scheduler == "evolve":
-        from raygan.tuning.evolve import make_evolve_scheduler
-
-        return make_evolve_scheduler(config)
-    mutable = t.mutable()
-    explore = functools.partial(clamp_to_space, perturbation_bounds(t))
-    # Tune's schedulers, exploiting without leaving a stale STOP behind (see the module)
-    from raygan.tuning.schedulers import PB2, PopulationBasedTraining
-
-    if t.scheduler == "pb2":
-        return PB2(
-            time_attr="generation",
-            perturbation_interval=t.perturbation_interval,
-            hyperparam_bounds={k: list(d.values()) for k, d in mutable.items()},
-            quantile_fraction=t.quantile_fraction,
-            synch=t.synch,
-            custom_explore_fn=explore,
-        )
-    mutations: dict[str, Any] = {
-        k: list(d.values()) if d.listed else _domain(d)
-        for k, d in mutable.items()
-    }
-    return PopulationBasedTraining(
-        time_attr="generation",
-        perturbation_interval=t.perturbation_interval,
-        hyperparam_mutations=mutations,
-        quantile_fraction=t.quantile_fraction,
-        resample_probability=t.resample_probability,
-        synch=t.synch,
-        custom_explore_fn=explore,
-    )
+    """Tune's param space: the base config plus one Tune domain per `tune.space` entry (and,
+    for a scheduler that draws its population, one trial per member: `population`)."""
+    if not sweep:
+        return trial_config(config, {})
+    space = {k: tune_domain(d) for k, d in config.tune.space.items()}
+    return trial_config(config, {**space, **population(config)})
 
 
 def _failed_for_storage(trial: Trial) -> bool:
@@ -264,15 +204,16 @@ def build_tuner(
     """
     run_config_of(trial_config(config))  # fail here, not in the first trial
     t = config.tune
-    if config.networks.kind == "genome" and not config.networks.genome and not sweep:
+    if specs.network(config).genome and not config.networks.genome and not sweep:
         raise ConfigError("networks.genome: a single run trains one genome; set it, or run "
                           "`raygan tune` with tune.scheduler: evolve to draw a population")
-    evolve = sweep and t.scheduler == "evolve"  # the population is a grid over its genomes
+    # a scheduler's own population is a grid over its members (evolve's genomes)
+    drawn = sweep and specs.scheduler(t.scheduler).population
     storage = storage_path or config.output.storage_path
     keep = config.output.keep_checkpoints
     if keep is None and not (sweep and t.perturbs):
         keep = 2
-    run_config = tune.RunConfig(
+    tune_run = tune.RunConfig(  # Tune's run settings; `config` is raygan's RunConfig
         name=name or config.name,
         storage_path=storage_location(storage),
         failure_config=FailureConfig(max_failures=t.max_failures),
@@ -289,7 +230,7 @@ def build_tuner(
         metric=config.tune_metric,
         mode=config.tune_mode,
         scheduler=make_scheduler(config) if sweep else FIFOScheduler(),
-        num_samples=t.num_samples if sweep and not evolve else 1,
+        num_samples=t.num_samples if sweep and not drawn else 1,
         max_concurrent_trials=t.max_concurrent_trials,
         reuse_actors=t.reuse_actors,
         trial_name_creator=_trial_name,
@@ -302,7 +243,7 @@ def build_tuner(
         trainable,
         param_space=param_space(config, sweep),
         tune_config=tune_config,
-        run_config=run_config,
+        run_config=tune_run,
     )
 
 

@@ -1,4 +1,9 @@
-"""Tune's PBT and PB2 schedulers: exploits that cannot stop or repeat, logged by trial id.
+"""Tune's schedulers by `tune.scheduler` name (`SCHEDULERS`), and PBT and PB2 with exploits
+that cannot stop or repeat, logged by trial id.
+
+What the config knows of each scheduler is its spec (`raygan.tuning.scheduler_specs`); the
+builders are registered here (`evolve`'s by `raygan.tuning.evolve`, which its spec names), with
+the trials a scheduler that draws its own population adds to the param space (`POPULATIONS`).
 
 In synchronous mode (`tune.synch`), a trial that reaches the perturbation point before the rest
 is paused with a checkpoint: Tune schedules a save and keeps the trial RUNNING until the save
@@ -47,18 +52,26 @@ last generation and trained one past its budget (seen on CI as a trial at genera
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+from collections.abc import Callable
 from typing import Any
 
+from ray import tune
 from ray.air.constants import TRAINING_ITERATION
 from ray.train._internal.session import _FutureTrainingResult
 from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.schedulers import PopulationBasedTraining as _TunePBT
-from ray.tune.schedulers import TrialScheduler
 from ray.tune.schedulers.pb2 import PB2 as _TunePB2
 from ray.tune.utils.util import SafeFallbackEncoder
+
+from raygan.config import RunConfig
+from raygan.config.specs import SCHEDULERS as SPECS
+from raygan.config.specs import implement
+from raygan.config.tune import SearchDomain, clamp_to_space, perturbation_bounds
 
 
 class _ExploitWithoutStaleStop:
@@ -143,3 +156,73 @@ class PopulationBasedTraining(_ExploitWithoutStaleStop, _TunePBT):
 
 class PB2(_ExploitWithoutStaleStop, _TunePB2):
     """Tune's `PB2` (see the module docstring for the changes)."""
+
+
+def tune_domain(domain: SearchDomain) -> Any:
+    """Tune's search domain for one `tune.space` entry."""
+    values = list(domain.values())
+    if domain.choice is not None:
+        return tune.choice(values)
+    if domain.grid is not None:
+        return tune.grid_search(values)
+    if domain.uniform is not None:
+        return tune.uniform(*values)
+    if domain.loguniform is not None:
+        return tune.loguniform(*values)
+    return tune.randint(*values)
+
+
+def _asha(config: RunConfig) -> TrialScheduler:
+    t = config.tune
+    return ASHAScheduler(time_attr="generation", max_t=config.training.generations,
+                         grace_period=t.grace_period, reduction_factor=t.reduction_factor)
+
+
+def _pb2(config: RunConfig) -> TrialScheduler:
+    t = config.tune
+    return PB2(
+        time_attr="generation",
+        perturbation_interval=t.perturbation_interval,
+        hyperparam_bounds={k: list(d.values()) for k, d in t.mutable().items()},
+        quantile_fraction=t.quantile_fraction,
+        synch=t.synch,
+        custom_explore_fn=functools.partial(clamp_to_space, perturbation_bounds(t)),
+    )
+
+
+def _pbt(config: RunConfig) -> TrialScheduler:
+    t = config.tune
+    mutations: dict[str, Any] = {
+        k: list(d.values()) if d.listed else tune_domain(d) for k, d in t.mutable().items()
+    }
+    return PopulationBasedTraining(
+        time_attr="generation",
+        perturbation_interval=t.perturbation_interval,
+        hyperparam_mutations=mutations,
+        quantile_fraction=t.quantile_fraction,
+        resample_probability=t.resample_probability,
+        synch=t.synch,
+        custom_explore_fn=functools.partial(clamp_to_space, perturbation_bounds(t)),
+    )
+
+
+SCHEDULERS: dict[str, Callable[[RunConfig], TrialScheduler]] = {
+    "none": lambda config: FIFOScheduler(), "asha": _asha, "pbt": _pbt, "pb2": _pb2,
+}
+"""Each scheduler's builder, deciding on `generation` (results' time)."""
+POPULATIONS: dict[str, Callable[[RunConfig], dict[str, Any]]] = {}
+"""For a scheduler that draws its trials (`SchedulerSpec.population`): the param-space entries
+that make one trial per member (a grid search)."""
+
+
+def make_scheduler(config: RunConfig) -> TrialScheduler:
+    """The scheduler named by `tune.scheduler`."""
+    implement(SPECS, config.tune.scheduler, SCHEDULERS)
+    return SCHEDULERS[config.tune.scheduler](config)
+
+
+def population(config: RunConfig) -> dict[str, Any]:
+    """The param-space entries of the scheduler's own population (none for most)."""
+    implement(SPECS, config.tune.scheduler, SCHEDULERS)
+    entries = POPULATIONS.get(config.tune.scheduler)
+    return {} if entries is None else entries(config)

@@ -39,15 +39,15 @@ from ray.train import Checkpoint as StoredCheckpoint  # Tune's checkpoints are t
 from ray.tune import PlacementGroupFactory
 
 from raygan.atomic import check_free_space
-from raygan.config import DataConfig, RunConfig, config_from_saved
+from raygan.config import DataConfig, RunConfig, config_from_saved, specs
 from raygan.config.catalog import BEST_PREFIX
-from raygan.config.schema import NEURALES_FITNESS
 from raygan.distributed.resources import trial_bundles
 from raygan.engine.checkpoint import CheckpointError, load_checkpoint
 from raygan.engine.controller import GenerationSummary
 from raygan.engine.pool import CellPool
 from raygan.engine.run import CHECKPOINT, Run
 from raygan.engine.task import grid_of
+from raygan.tuning.evolve_spec import NEURALES_FITNESS
 
 if TYPE_CHECKING:
     from raygan.data import Dataset
@@ -71,8 +71,8 @@ def trial_config(config: RunConfig, overrides: dict[str, Any] | None = None) -> 
     its genome was refilled, and its results carry the fitness evolve ranks by.
     """
     base = config.to_dict()
-    evolve = config.tune.scheduler == "evolve"
-    base["tune"].update(space={}, scheduler="evolve" if evolve else "none")
+    keep = specs.scheduler(config.tune.scheduler).population  # evolve: see the docstring
+    base["tune"].update(space={}, scheduler=config.tune.scheduler if keep else "none")
     return {BASE_KEY: base, **(overrides or {})}
 
 
@@ -254,7 +254,7 @@ class CoevolutionTrainable(tune.Trainable):
         """A genome's parameter counts (one cell's G and D) and, under `tune.fitness:
         neurales`, its fitness; nothing for other networks."""
         nets = self.run_config.networks
-        if nets.kind != "genome":
+        if not specs.network(self.run_config).genome:
             return {}
         from raygan.arch.build import parameter_count
         from raygan.arch.genome import Genome
@@ -267,10 +267,10 @@ class CoevolutionTrainable(tune.Trainable):
                                                   shape)
         g, d = self._genome_params
         out: dict[str, Any] = {"g_params": g, "d_params": d}
-        tune_section = self.run_config.tune
-        if tune_section.scheduler == "evolve" and tune_section.fitness == "neurales":
+        if self.run_config.tune_metric == NEURALES_FITNESS:  # evolve's tune.fitness: neurales
             losses = [r.g.train_loss for r in summary.reports]
-            out[NEURALES_FITNESS] = neurales_fitness(losses, g + d, tune_section.parameter_penalty)
+            penalty = self.run_config.tune.parameter_penalty
+            out[NEURALES_FITNESS] = neurales_fitness(losses, g + d, penalty)
         return out
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
@@ -346,7 +346,7 @@ class CoevolutionTrainable(tune.Trainable):
 
 def _evolved(saved: RunConfig, current: RunConfig) -> bool:
     """True when `current` differs from `saved` only by an evolve step's new genome."""
-    return (current.tune.scheduler == "evolve" and saved.networks.kind == "genome"
+    return (specs.scheduler(current.tune.scheduler).population and specs.network(saved).genome
             and dataclasses.replace(saved.networks, genome=current.networks.genome)
             == current.networks)
 

@@ -1,12 +1,12 @@
 """The batch loop of `rules.base.train_batches`, for the cells of a worker all at once.
 
 Every network that trains or is trained against sits in one of two banks (generators,
-discriminators; `bank.Bank`), trainees first. A batch draws, cell by cell, exactly what the
-sequential loop draws from that cell's streams, in the same order (per-batch losses, each D's
-adversary and noise, each G's adversary and noise); then all D steps run as one vmapped step
-and all G steps as another, with `adam.update` for the optimisers. Per-cell choices are data:
-adversaries are rows of a bank, a G's loss is a one-hot weight over the configured losses.
-So the result equals `train_batches` run cell by cell, up to floating-point rounding.
+discriminators; `bank.Bank`), trainees first. A batch is planned cell by cell by the
+sequential loop's own planner (`rules.base.plan_batch`: every draw, from each cell's streams,
+in its order); then all D steps of the plans run as one vmapped step and all G steps as
+another, with `adam.update` for the optimisers. Per-cell choices are data: a step's trainee
+and adversary are rows of a bank, its loss a one-hot weight over the configured losses. So
+the result equals `train_batches` run cell by cell, up to floating-point rounding.
 
 What it runs is what `RunConfig` accepts with `resources.vectorise` (`vectorise_blockers`):
 every rule that uses the shared loop (all but `egan`), MLP and DCGAN networks, the losses
@@ -26,61 +26,53 @@ from raygan.core.individual import Individual
 from raygan.core.losses import get_loss
 from raygan.core.packed import adam
 from raygan.core.packed.bank import Bank, Rows, apply_each
-from raygan.core.rules.base import (
-    Generation,
-    Pairing,
-    Tally,
-    batch_losses,
-    d_loss_name,
-    draw,
-    finite_into,
-    partner_loss,
-)
+from raygan.core.rules.base import Generation, Pairing, d_loss_name, plan_batch
+from raygan.core.steps import DStep, GStep, Tally
 
-Run = tuple[Generation, Pairing, Tally]
+CellTraining = tuple[Generation, Pairing, Tally]
 """One cell's generation in progress: what `Rule.train` receives."""
 
 
-@dataclass
-class _Step:
-    """One trainee's step in a batch: who, against which bank row, on what."""
+@dataclass(frozen=True)
+class _Placed:
+    """A planned step placed in the banks: its trainee's and adversary's rows."""
 
-    run: int
+    tally: Tally  # the tally of the step's cell
     row: int  # the trainee's row in its bank
     adversary: int  # the adversary's row in the other bank
-    cell: int  # the adversary's cell, for the tally
-    loss: int  # index into the configured generator losses
-    noise: Tensor
-    real: Tensor
+    cell: int  # the adversary's cell
+    loss: int  # index into the bank's losses (`PackedTrainer.g_losses` or `d_losses`)
+    step: DStep | GStep
 
 
 class PackedTrainer:
     """The trainees and adversaries of several cells' generations, stacked.
 
     Args:
-        runs: the cells' generations, each with its rule's pairing and tally.
+        trainings: the cells' generations, each with its rule's pairing and tally.
     """
 
-    def __init__(self, runs: Sequence[Run]) -> None:
-        self.runs = list(runs)
-        cfg = self.runs[0][0].config
+    def __init__(self, trainings: Sequence[CellTraining]) -> None:
+        self.trainings = list(trainings)
+        cfg = self.trainings[0][0].config
         self.config = cfg
-        self.loss_names: list[str] = list(cfg.losses.generator)
-        self.g_trainees = [g for _, p, _ in self.runs for g in p.gs]
-        self.d_trainees = [d for _, p, _ in self.runs for d in p.ds]
-        self.g_bank, self.d_pools = _bank(self.g_trainees, [p.d_adversaries for _, p, _ in runs])
-        self.d_bank, self.g_pools = _bank(self.d_trainees, [p.g_adversaries for _, p, _ in runs])
+        self.g_losses: list[str] = list(cfg.losses.generator)
+        self.d_losses = list(dict.fromkeys(d_loss_name(cfg, n) for n in self.g_losses))
+        pairings = [pairing for _, pairing, _ in self.trainings]
+        self.g_trainees = [g for p in pairings for g in p.gs]
+        self.d_trainees = [d for p in pairings for d in p.ds]
+        self.g_bank, self.g_rows = _bank(self.g_trainees, [p.d_adversaries for p in pairings])
+        self.d_bank, self.d_rows = _bank(self.d_trainees, [p.g_adversaries for p in pairings])
         self.g_adam = adam.load(self.g_trainees, self.g_bank)
         self.d_adam = adam.load(self.d_trainees, self.d_bank)
         self.ema: Bank | None = None
         if cfg.training.g_ema > 0:
             self.ema = Bank([_ema_of(g) for g in self.g_trainees])
         self.device = self.g_bank.flat.device
-        g_losses = [get_loss(n) for n in self.loss_names]
-        d_losses = [get_loss(d_loss_name(cfg, n)) for n in self.loss_names]
         label = cfg.losses.real_label
-        self._g_loss = _weighted([loss.generator for loss in g_losses])
-        self._d_loss = _weighted([_labelled(loss.discriminator_loss, label) for loss in d_losses])
+        self._g_loss = _weighted([get_loss(n).generator for n in self.g_losses])
+        self._d_loss = _weighted([_labelled(get_loss(n).discriminator_loss, label)
+                                  for n in self.d_losses])
 
     def train(self, start: int, stop: int) -> None:
         """Train batches `start..stop-1` of every cell (each stops at its own last batch or
@@ -111,65 +103,65 @@ class PackedTrainer:
 
     # -- one batch ---------------------------------------------------------------------------
     def _batch(self, b: int) -> None:
-        cfg = self.config
-        d_steps: list[_Step] = []
-        g_steps: list[_Step] = []
-        g_row = d_row = 0
-        for r, (gen, pairing, tally) in enumerate(self.runs):
-            n_g, n_d = len(pairing.gs), len(pairing.ds)
-            if b >= len(gen.batches) or tally.nonfinite:
-                g_row, d_row = g_row + n_g, d_row + n_d
-                continue
-            idx = gen.batches[b]
-            real = gen.data[idx]
-            batch_losses(gen, pairing, tally)
-            if b % cfg.training.d_every == 0:
-                for i in range(n_d):
-                    cell, adv = draw(self.d_pools[r], gen.rng)
-                    loss = self.loss_names.index(partner_loss(pairing, i))
-                    d_steps.append(_Step(r, d_row + i, adv, cell, loss, gen.noise(len(idx)), real))
-            for i, g in enumerate(pairing.gs):
-                cell, adv = draw(self.g_pools[r], gen.rng)
-                loss = self.loss_names.index(g.loss)
-                g_steps.append(_Step(r, g_row + i, adv, cell, loss, gen.noise(len(idx)), real))
-            tally.batches += 1
-            g_row, d_row = g_row + n_g, d_row + n_d
+        """Plan batch `b` of every cell still training, then run all its D steps and all its
+        G steps, each as one stacked step per batch size."""
+        d_steps: list[_Placed] = []
+        g_steps: list[_Placed] = []
+        tallies: list[Tally] = []
+        g_first = d_first = 0  # the cell's first trainee row in each bank
+        for gen, pairing, tally in self.trainings:
+            if b < len(gen.batches) and not tally.nonfinite:
+                plan = plan_batch(gen, pairing, tally, b)
+                d_steps += [self._place_d(tally, d_first, s) for s in plan.d_steps]
+                g_steps += [self._place_g(tally, g_first, s) for s in plan.g_steps]
+                tallies.append(tally)
+            g_first, d_first = g_first + len(pairing.gs), d_first + len(pairing.ds)
         for group in _by_size(d_steps):
             self._d_step(group)
         for group in _by_size(g_steps):
             self._g_step(group)
+        for tally in tallies:
+            tally.batches += 1
 
-    def _d_step(self, steps: list[_Step]) -> None:
+    def _place_d(self, tally: Tally, first: int, step: DStep) -> _Placed:
+        if step.gp is not None:
+            raise RuntimeError("vectorised training has no gradient penalty (vectorise_blockers)")
+        cell, net = step.adversary
+        return _Placed(tally, first + step.trainee, self.g_rows[id(net)], cell,
+                       self.d_losses.index(step.loss), step)
+
+    def _place_g(self, tally: Tally, first: int, step: GStep) -> _Placed:
+        if len(step.adversaries) != 1:
+            raise RuntimeError("vectorised training steps a G against one D (vectorise_blockers)")
+        ((cell, net),) = step.adversaries
+        return _Placed(tally, first + step.trainee, self.d_rows[id(net)], cell,
+                       self.g_losses.index(step.loss), step)
+
+    def _d_step(self, steps: list[_Placed]) -> None:
         rows = _rows([s.row for s in steps])
         adversaries = _rows([s.adversary for s in steps], self.g_bank)
-        z, real = self._stack(s.noise for s in steps), self._stack(s.real for s in steps)
+        z, real = self._stack(s.step.noise for s in steps), self._stack(s.step.real for s in steps)
         with torch.no_grad():
             fake = self.g_bank.forward(adversaries, z)
         params = self.d_bank.leaves(rows)
         on_real, on_fake = self.d_bank.forward_many(rows, [real, fake], params)
-        losses = apply_each(self._d_loss, self._weights(steps), on_real, on_fake)
+        losses = apply_each(self._d_loss, self._weights(steps, self.d_losses), on_real, on_fake)
         self._optimise(self.d_bank, self.d_adam, params, losses, rows)
         for s, value in zip(steps, losses.detach().tolist()):
-            tally = self.runs[s.run][2]
-            tally.d_steps += 1
-            tally.d_opponents[s.cell] += 1
-            tally.d_loss_sum += finite_into(value, tally)
+            s.tally.record("d", [s.cell], value)
 
-    def _g_step(self, steps: list[_Step]) -> None:
+    def _g_step(self, steps: list[_Placed]) -> None:
         rows = _rows([s.row for s in steps])
         adversaries = _rows([s.adversary for s in steps], self.d_bank)
         params = self.g_bank.leaves(rows)
-        fake = self.g_bank.forward(rows, self._stack(s.noise for s in steps), params)
+        fake = self.g_bank.forward(rows, self._stack(s.step.noise for s in steps), params)
         logits = self.d_bank.forward(adversaries, fake)
-        losses = apply_each(self._g_loss, self._weights(steps), logits)
+        losses = apply_each(self._g_loss, self._weights(steps, self.g_losses), logits)
         self._optimise(self.g_bank, self.g_adam, params, losses, rows)
         if self.ema is not None:
             _follow(self.ema, self.g_bank, rows, self.config.training.g_ema)
         for s, value in zip(steps, losses.detach().tolist()):
-            tally = self.runs[s.run][2]
-            tally.g_steps += 1
-            tally.g_opponents[s.cell] += 1
-            tally.g_loss_sum += finite_into(value, tally)
+            s.tally.record("g", [s.cell], value)
 
     @staticmethod
     def _optimise(bank: Bank, state: adam.AdamState, params: dict[str, Tensor], losses: Tensor,
@@ -179,8 +171,9 @@ class PackedTrainer:
         grad = bank.joined(torch.autograd.grad(losses.sum(), list(params.values())))
         adam.update(bank.flat[: len(state.steps)], grad, state, rows)
 
-    def _weights(self, steps: list[_Step]) -> Tensor:
-        w = torch.zeros(len(steps), len(self.loss_names))
+    def _weights(self, steps: list[_Placed], losses: list[str]) -> Tensor:
+        """Each step's loss as a one-hot row over `losses`."""
+        w = torch.zeros(len(steps), len(losses))
         w[torch.arange(len(steps)), torch.tensor([s.loss for s in steps])] = 1.0
         return w.to(self.device)
 
@@ -190,9 +183,9 @@ class PackedTrainer:
 
 def _bank(
     trainees: list[Individual], pools: list[list[tuple[int, torch.nn.Module]]]
-) -> tuple[Bank, list[list[tuple[int, int]]]]:
-    """A bank of the trainees (first) and every other network the pools hold, and each pool
-    as (cell, row) pairs."""
+) -> tuple[Bank, dict[int, int]]:
+    """A bank of the trainees (first) and every other network the pools hold, and the row of
+    each network (by `id`)."""
     nets = [t.net for t in trainees]
     row = {id(net): i for i, net in enumerate(nets)}
     for pool in pools:
@@ -200,8 +193,7 @@ def _bank(
             if id(net) not in row:
                 row[id(net)] = len(nets)
                 nets.append(net)
-    bank = Bank(nets)
-    return bank, [[(cell, row[id(net)]) for cell, net in pool] for pool in pools]
+    return Bank(nets), row
 
 
 def _ema_of(ind: Individual) -> torch.nn.Module:
@@ -225,11 +217,11 @@ def _rows(rows: list[int], bank: Bank | None = None) -> Rows:
     return torch.tensor(rows)
 
 
-def _by_size(steps: list[_Step]) -> list[list[_Step]]:
+def _by_size(steps: list[_Placed]) -> list[list[_Placed]]:
     """Steps grouped by batch size (cells with shards of different sizes), in order."""
-    sizes: dict[int, list[_Step]] = {}
+    sizes: dict[int, list[_Placed]] = {}
     for s in steps:
-        sizes.setdefault(len(s.real), []).append(s)
+        sizes.setdefault(len(s.step.real), []).append(s)
     return list(sizes.values())
 
 

@@ -1,32 +1,27 @@
 """Training rules: who trains against whom in a generation, and which networks stay.
 
-One rule per file, each a `Rule` (see `base.py`) registered here by its `training.rule` name.
-A new rule is a new file and one line in `RULES`; `Cell` only calls `begin`, trains the
-batches (`Rule.train`) and calls `end`.
+One rule per file, each a `Rule` (see `base.py`); its spec (what the config knows of it) is in
+`specs.py`, its class registered by name in `registry.py`. A new rule is a new file and one
+registration line (`raygan.register_rule`); `Cell` only calls `begin`, trains the batches
+(`Rule.train`) and calls `end`.
+
+Importing this package imports no torch (`specs` is imported with `raygan`); `RULES`,
+`get_rule` and `register_rule` import the rules on first use.
 """
 
 from __future__ import annotations
 
-from raygan.core.rules.base import Rule
-from raygan.core.rules.egan import Egan
-from raygan.core.rules.fresh import Fresh
-from raygan.core.rules.lipizzaner import Lipizzaner
-from raygan.core.rules.live import Live
-from raygan.core.rules.own import Own
-from raygan.core.rules.selection import LipizzanerSelection
+from typing import TYPE_CHECKING, Any
 
-RULES: dict[str, type[Rule]] = {
-    rule.name: rule for rule in (Lipizzaner, LipizzanerSelection, Own, Fresh, Live, Egan)
-}
+if TYPE_CHECKING:
+    from raygan.core.rules.registry import RULES, get_rule, register_rule
+
+__all__ = ["RULES", "get_rule", "register_rule"]
 
 
-def get_rule(name: str) -> Rule:
-    """A rule by its `training.rule` name.
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from raygan.core.rules import registry
 
-    Raises:
-        KeyError: naming the registered rules.
-    """
-    try:
-        return RULES[name]()
-    except KeyError:
-        raise KeyError(f"unknown training rule {name!r}; registered: {', '.join(RULES)}") from None
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

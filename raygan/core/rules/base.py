@@ -10,9 +10,7 @@ exception, `egan`, whose selection happens every step, overrides `Rule.train`.
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
@@ -21,67 +19,93 @@ import torch
 from torch import Tensor, nn
 
 from raygan.config import RunConfig
-from raygan.core import aae, multi_d, techniques
 from raygan.core import operators as ops
+from raygan.core.fitness import FitnessBatch, all_vs_all, draw_noise, shared_batch
 from raygan.core.individual import Individual
-from raygan.core.losses import Loss, get_loss, gradient_penalty
+from raygan.core.losses import Loss, get_loss, interpolation_weights
+from raygan.core.neighbourhood import Neighbourhood
 from raygan.core.report import SideReport
+from raygan.core.steps import BatchPlan, DStep, GStep, Tally, execute
 from raygan.core.task import Samples
 
 T = TypeVar("T")
 
-FitnessBatch = tuple[Tensor, Tensor]
-"""A shared (real samples, latent noise) batch that fitness is measured on."""
-FitnessFn = Callable[[Sequence[nn.Module], Sequence[nn.Module], FitnessBatch],
-                     tuple[list[float], list[float]]]
 
 
 @dataclass
 class Generation:
     """One cell's generation as its rule sees it (built by `Cell.begin`).
 
+    Members are numbered by slot: 0 is the cell itself, k its k-th neighbour.
+
     Attributes:
         config: the run configuration.
-        members: cell indices of the neighbourhood, the cell itself first.
-        g, d: the centre individuals at the start of the generation.
-        g_slots, d_slots: the neighbours' networks, read-only, in `members[1:]` order. The
-            exchange may reload them in place between rounds (rule `fresh`).
+        neighbourhood: the cell's centre and its neighbours' networks; a rule that trains a
+            member's network asks it for a copy (`neighbourhood.adopt(slot, "g" | "d")`).
         start: the shared batch the start-of-generation fitness was measured on.
-        g_fitness, d_fitness: start-of-generation fitness of every member (lower is better).
+        g_fitness, d_fitness: start-of-generation fitness of every member, by slot (lower is
+            better).
         batches: index tensors into `data`, one per training batch.
         data: the cell's shard.
         rng: the cell's numpy generator (adversary draws, mutation, selection).
-        noise: `n -> (n, latent) tensor` drawn from the cell's torch generator.
-        torch_rng: the cell's torch generator (gradient-penalty interpolation).
-        adopt: `(member slot, "g" | "d") -> Individual`: a trainable copy of a member's
-            network with its hyperparameters; slot 0 is a clone of the centre with its Adam
-            state, a neighbour's copy carries its Adam state only if the snapshots do.
-        fitness: all-vs-all fitness of some Gs and Ds on a batch (eval mode).
-        fitness_batch: draws a fresh shared batch.
+        torch_rng: the cell's torch generator (noise, gradient-penalty interpolation).
     """
 
     config: RunConfig
-    members: list[int]
-    g: Individual
-    d: Individual
-    g_slots: list[nn.Module]
-    d_slots: list[nn.Module]
+    neighbourhood: Neighbourhood
     start: FitnessBatch
     g_fitness: list[float]
     d_fitness: list[float]
     batches: list[Tensor]
     data: Samples
     rng: np.random.Generator
-    noise: Callable[[int], Tensor]
     torch_rng: torch.Generator
-    adopt: Callable[[int, str], Individual]
-    fitness: FitnessFn
-    fitness_batch: Callable[[], FitnessBatch]
 
     @property
     def cell(self) -> int:
         """This cell's index."""
-        return self.members[0]
+        return self.neighbourhood.cell
+
+    @property
+    def members(self) -> list[int]:
+        """Cell indices of the neighbourhood, by slot (the cell itself first)."""
+        return self.neighbourhood.members
+
+    @property
+    def g(self) -> Individual:
+        """The centre G of the generation's start (`Cell.finish` replaces it after `end`)."""
+        return self.neighbourhood.g
+
+    @property
+    def d(self) -> Individual:
+        """The centre D of the generation's start."""
+        return self.neighbourhood.d
+
+    @property
+    def g_slots(self) -> list[nn.Module]:
+        """The neighbours' Gs, read-only, by slot from 1 (rule `fresh` reloads them between
+        rounds)."""
+        return self.neighbourhood.g_slots
+
+    @property
+    def d_slots(self) -> list[nn.Module]:
+        """The neighbours' Ds, read-only, by slot from 1."""
+        return self.neighbourhood.d_slots
+
+    def noise(self, n: int) -> Tensor:
+        """`n` latent vectors from the cell's torch stream."""
+        return draw_noise(self.config, n, self.torch_rng, self.neighbourhood.device)
+
+    def fitness(
+        self, gs: Sequence[nn.Module], ds: Sequence[nn.Module], batch: FitnessBatch
+    ) -> tuple[list[float], list[float]]:
+        """All-vs-all fitness of some Gs and Ds on a shared batch (`fitness.all_vs_all`)."""
+        return all_vs_all(self.config, gs, ds, batch)
+
+    def fitness_batch(self) -> FitnessBatch:
+        """A fresh shared batch from the cell's streams (`fitness.shared_batch`)."""
+        return shared_batch(self.config, self.data, self.rng, self.torch_rng,
+                            self.neighbourhood.device)
 
 
 @dataclass
@@ -102,22 +126,6 @@ class Pairing:
     d_adversaries: list[tuple[int, nn.Module]]
     lr_mutated: dict[int, bool] = field(default_factory=dict)
     selected: tuple[int, int] = (0, 0)
-
-
-@dataclass
-class Tally:
-    """What the batches did: losses, gradient steps, loss choices, opponents, NaN events."""
-
-    batches: int = 0
-    g_steps: int = 0
-    d_steps: int = 0
-    g_loss_sum: float = 0.0
-    d_loss_sum: float = 0.0
-    loss_counts: Counter[str] = field(default_factory=Counter)
-    g_opponents: Counter[int] = field(default_factory=Counter)
-    d_opponents: Counter[int] = field(default_factory=Counter)
-    nonfinite: bool = False
-    reconstruction_sum: float = 0.0  # networks.kind "aae": the reconstruction phase's errors
 
 
 @dataclass(frozen=True)
@@ -153,17 +161,16 @@ class Outcome:
 class Rule:
     """Base of the training rules: selection in `begin`, replacement in `end`.
 
+    A rule is registered with its spec, what the config knows of it (`raygan.register_rule`;
+    the built-ins' specs are `raygan.core.rules.specs`).
+
     Attributes:
-        name: the `training.rule` value.
+        name: the `training.rule` value (its spec's name).
         needs_optimizer_state: snapshots must carry the networks' Adam state (rule `live`).
     """
 
     name: ClassVar[str] = ""
     needs_optimizer_state: ClassVar[bool] = False
-
-    def exchange_every(self, config: RunConfig) -> int | None:
-        """Batches between neighbour refreshes within a generation; None: once per generation."""
-        return None
 
     def begin(self, gen: Generation) -> Pairing:
         """Who trains against whom this generation (may copy, select and mutate)."""
@@ -219,76 +226,65 @@ def _d_loss(config: RunConfig, g_loss: str) -> Loss:
 
 
 def train_batches(gen: Generation, pairing: Pairing, start: int, stop: int, tally: Tally) -> None:
-    """Train the pairing's trainees on batches `start..stop-1` of the generation.
+    """Train the pairing's trainees on batches `start..stop-1` of the generation: each batch
+    planned (`plan_batch`), then run network by network (`raygan.core.steps.execute`).
 
-    Per batch: every trainee D steps (on batches `b % d_every == 0`) against fakes of a G drawn
-    from `d_adversaries`, then every trainee G steps against a D drawn from `g_adversaries`
-    (against all of them at once under `losses.multi_discriminator`: `_multi_g_step`).
-    For `networks.kind: aae` (`raygan.core.aae`) a D is a latent D: its real samples are prior
-    codes (`gen.noise`), its fakes the drawn encoder's codes of the batch; a G step is the
-    reconstruction phase, then the encoder's codes against the drawn latent D.
     Stops at the first non-finite loss.
     """
-    cfg = gen.config
-    is_aae = cfg.networks.kind == "aae"
     nets = [i.net for i in pairing.gs + pairing.ds]
     nets += [n for _, n in pairing.g_adversaries + pairing.d_adversaries]
     for net in nets:
         net.train()
-    device = next(pairing.gs[0].net.parameters()).device
     for b in range(start, min(stop, len(gen.batches))):
         if tally.nonfinite:
-            return
-        idx = gen.batches[b]
-        real = gen.data[idx].to(device)
-        batch_losses(gen, pairing, tally)
-        if b % cfg.training.d_every == 0:
-            for i, d in enumerate(pairing.ds):
-                cell, g_adv = draw(pairing.d_adversaries, gen.rng)
-                loss = _d_loss(cfg, partner_loss(pairing, i))
-                with torch.no_grad():
-                    fake = aae.encoder_of(g_adv)(real) if is_aae else g_adv(gen.noise(len(idx)))
-                d_real = gen.noise(len(idx)) if is_aae else real
-                d_loss = loss.discriminator_loss(d.net(d_real), d.net(fake), cfg.losses.real_label)
-                if loss.gradient_penalty:
-                    gp = gradient_penalty(d.net, d_real, fake, gen.torch_rng)
-                    d_loss = d_loss + cfg.losses.gradient_penalty * gp
-                d_loss = techniques.step(d, d_loss, cfg.training.historical_averaging)
-                tally.d_steps += 1
-                tally.d_opponents[cell] += 1
-                tally.d_loss_sum += finite_into(float(d_loss.detach()), tally)
-        for g in pairing.gs:
-            if cfg.losses.multi_discriminator != "none":
-                _multi_g_step(gen, pairing, g, len(idx), tally)
-                continue
-            cell, d_adv = draw(pairing.g_adversaries, gen.rng)
-            if is_aae:
-                history = cfg.training.historical_averaging
-                error = aae.reconstruction_step(g, real, history)
-                tally.reconstruction_sum += finite_into(error, tally)
-                fake = aae.encoder_of(g.net)(real)
-            else:
-                fake = g.net(gen.noise(len(idx)))
-            g_loss = techniques.generator_loss(cfg.losses, get_loss(g.loss), d_adv, fake, real)
-            g_loss = techniques.step(g, g_loss, cfg.training.historical_averaging)
-            g.update_ema(cfg.training.g_ema)
-            tally.g_steps += 1
-            tally.g_opponents[cell] += 1
-            tally.g_loss_sum += finite_into(float(g_loss.detach()), tally)
-        tally.batches += 1
+            break
+        execute(gen.config, pairing.gs, pairing.ds, plan_batch(gen, pairing, tally, b), tally)
     for d in pairing.ds:  # G steps leave gradients in live Ds; they are never stepped on
         d.optimizer.zero_grad(set_to_none=True)
 
 
-def batch_losses(gen: Generation, pairing: Pairing, tally: Tally) -> None:
-    """A batch's generator losses: drawn anew under `losses.mutation: batch` (from the cell's
-    stream, before any adversary draw), then counted in the tally."""
+def plan_batch(gen: Generation, pairing: Pairing, tally: Tally, b: int) -> BatchPlan:
+    """Every draw of batch `b`, in the order of the cell's streams, as the steps to run.
+
+    From the numpy stream (`gen.rng`): the G losses (under `losses.mutation: batch`), then
+    each D step's adversary, then each G step's adversary (each K-headed D of a local
+    multi-discriminator step). From the torch stream (`gen.noise`, `gen.torch_rng`): each D
+    step's noise and gradient-penalty weights, then each G step's noise. D steps are planned
+    on batches `b % training.d_every == 0`. The tally counts the batch's G losses.
+
+    For `networks.kind: aae` (`raygan.core.aae`) a D step's noise is the prior codes it
+    takes as real and a G step draws no noise (its fakes are the encoder's codes).
+    """
     losses = gen.config.losses
     if losses.mutation == "batch":
         for g in pairing.gs:
             g.loss = ops.draw_loss(losses.generator, gen.rng)
     for g in pairing.gs:
         tally.loss_counts[g.loss] += 1
+    real = gen.data[gen.batches[b]].to(next(pairing.gs[0].net.parameters()).device)
+    d_steps: list[DStep] = []
+    if b % gen.config.training.d_every == 0:
+        d_steps = [_plan_d(gen, pairing, i, real) for i in range(len(pairing.ds))]
+    return BatchPlan(d_steps, [_plan_g(gen, pairing, i, real) for i in range(len(pairing.gs))])
+
+
+def _plan_d(gen: Generation, pairing: Pairing, i: int, real: Tensor) -> DStep:
+    adversary = draw(pairing.d_adversaries, gen.rng)
+    loss = d_loss_name(gen.config, partner_loss(pairing, i))
+    noise = gen.noise(len(real))
+    gp = None
+    if get_loss(loss).gradient_penalty:  # D's real input: the data, or an AAE's prior codes
+        d_real = noise if gen.config.networks.kind == "aae" else real
+        gp = interpolation_weights(len(real), d_real.dim(), gen.torch_rng)
+    return DStep(i, adversary, loss, noise, real, gp)
+
+
+def _plan_g(gen: Generation, pairing: Pairing, i: int, real: Tensor) -> GStep:
+    losses, pool = gen.config.losses, pairing.g_adversaries
+    if losses.multi_discriminator == "none" or losses.discriminators == "local":
+        pool = [draw(pool, gen.rng)]
+    noise = None if gen.config.networks.kind == "aae" else gen.noise(len(real))
+    return GStep(i, pool, pairing.gs[i].loss, noise, real)
 
 
 def partner_loss(pairing: Pairing, i: int) -> str:
@@ -296,36 +292,9 @@ def partner_loss(pairing: Pairing, i: int) -> str:
     return pairing.gs[min(i, len(pairing.gs) - 1)].loss
 
 
-def _multi_g_step(gen: Generation, pairing: Pairing, g: Individual, n: int, tally: Tally) -> None:
-    """One step of `g` against K discriminators at once (`raygan.core.multi_d`): every D of
-    `g_adversaries`, or with `losses.discriminators: local` the K heads of one D drawn from
-    it. The tally counts each D faced as an opponent and records the mean of the K losses."""
-    losses = gen.config.losses
-    pool = pairing.g_adversaries
-    if losses.discriminators == "local":
-        pool = [draw(pool, gen.rng)]
-    result = multi_d.generator_step(
-        g.net, g.optimizer, [d for _, d in pool], get_loss(g.loss).generator, gen.noise(n),
-        losses.multi_discriminator, losses.gman_temperature, losses.hv_delta,
-    )
-    g.update_ema(gen.config.training.g_ema)
-    tally.g_steps += 1
-    tally.g_opponents.update(cell for cell, _ in pool)
-    tally.g_loss_sum += finite_into(sum(result.losses) / len(result.losses), tally)
-    finite_into(result.objective, tally)
-
-
 def draw(pool: list[tuple[int, T]], rng: np.random.Generator) -> tuple[int, T]:
     """An adversary drawn uniformly (a draw is made even from one, to keep streams aligned)."""
     return pool[int(rng.integers(len(pool)))]
-
-
-def finite_into(value: float, tally: Tally) -> float:
-    """`value` if finite; else 0.0, and the tally records that training hit a non-finite loss."""
-    if math.isfinite(value):
-        return value
-    tally.nonfinite = True
-    return 0.0
 
 
 def kept(ind: Individual, cell: int, mutated: bool) -> SideOutcome:

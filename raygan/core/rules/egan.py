@@ -49,18 +49,8 @@ from torch import Tensor, nn
 from raygan.core import operators as ops
 from raygan.core import techniques
 from raygan.core.individual import Individual
-from raygan.core.losses import get_loss
-from raygan.core.rules.base import (
-    Generation,
-    Outcome,
-    Pairing,
-    Rule,
-    Tally,
-    _d_loss,
-    finite_into,
-    kept,
-    vary,
-)
+from raygan.core.rules.base import Generation, Outcome, Pairing, Rule, _d_loss, kept, vary
+from raygan.core.steps import GStep, Tally, g_step
 
 
 @dataclass(frozen=True)
@@ -183,7 +173,7 @@ class Egan(Rule):
                 return
             real = gen.data[gen.batches[b]].to(device)
             offspring = spawn(pairing.gs, cfg.losses.generator)
-            self._step_offspring(gen, d, offspring, len(real), tally)
+            self._step_offspring(gen, d, offspring, real, tally)
             fit_real, fit_z = gen.fitness_batch()
             with ops.eval_mode([d.net, *(o.net for o in offspring)]), torch.no_grad():
                 fakes = [o.net(fit_z) for o in offspring]
@@ -199,20 +189,18 @@ class Egan(Rule):
 
     @staticmethod
     def _step_offspring(
-        gen: Generation, d: Individual, offspring: list[Individual], n: int, tally: Tally
+        gen: Generation, d: Individual, offspring: list[Individual], real: Tensor, tally: Tally
     ) -> None:
-        """One G step of every offspring with its loss against D, on one shared latent batch."""
-        z = gen.noise(n)
+        """One G step of every offspring with its loss against D (the shared loop's G step,
+        `steps.g_step`), all on one latent batch: the offspring are compared on equal terms,
+        so unlike `plan_batch` there is one noise draw and no adversary draw."""
+        z = gen.noise(len(real))
         d.net.requires_grad_(False)  # G steps need no gradient in D's parameters
         try:
-            for child in offspring:
+            for i, child in enumerate(offspring):
                 child.net.train()
-                g_loss = get_loss(child.loss).generator(d.net(child.net(z)))
-                g_loss = techniques.step(child, g_loss, gen.config.training.historical_averaging)
-                child.update_ema(gen.config.training.g_ema)
-                tally.g_steps += 1
-                tally.g_opponents[gen.cell] += 1
-                tally.g_loss_sum += finite_into(float(g_loss.detach()), tally)
+                step = GStep(i, [(gen.cell, d.net)], child.loss, z, real)
+                g_step(gen.config, child, step, tally)
         finally:
             d.net.requires_grad_(True)
 
@@ -237,9 +225,7 @@ class Egan(Rule):
             for (s, size), logits in zip(shares, fake_logits)
         ]).sum()
         d_loss = techniques.step(d, d_loss, cfg.training.historical_averaging)
-        tally.d_steps += 1
-        tally.d_opponents[gen.cell] += 1
-        tally.d_loss_sum += finite_into(float(d_loss.detach()), tally)
+        tally.record("d", [gen.cell], float(d_loss.detach()))
 
     def end(self, gen: Generation, pairing: Pairing) -> Outcome:
         """The best survivor of the last step is the centre G, the trained D stays; both are

@@ -9,7 +9,6 @@ reloads its neighbours' snapshots, so an adversary is at most that many batches 
 
 from __future__ import annotations
 
-from raygan.config import RunConfig
 from raygan.core.rules.lipizzaner import Lipizzaner
 
 
@@ -17,7 +16,3 @@ class Fresh(Lipizzaner):
     """`lipizzaner` with neighbour snapshots at most `exchange_every` batches old."""
 
     name = "fresh"
-
-    def exchange_every(self, config: RunConfig) -> int | None:
-        """`training.exchange_every` (the config requires it for this rule)."""
-        return config.training.exchange_every

@@ -33,8 +33,8 @@ class Live(Rule):
     def begin(self, gen: Generation) -> Pairing:
         """Copy and mutate every member's G and D; all of them train against each other."""
         slots = range(len(gen.members))
-        gs = [gen.adopt(k, "g") for k in slots]
-        ds = [gen.adopt(k, "d") for k in slots]
+        gs = [gen.neighbourhood.adopt(k, "g") for k in slots]
+        ds = [gen.neighbourhood.adopt(k, "d") for k in slots]
         mutated = {id(ind): vary(gen, ind) for ind in gs + ds}
         g_adv = [(gen.members[k], d.net) for k, d in enumerate(ds)]
         d_adv = [(gen.members[k], g.net) for k, g in enumerate(gs)]

@@ -34,7 +34,7 @@ class Own(Rule):
         if evo.selection:
             gi, _ = ops.tournament_select(gen.g_fitness, evo.tournament_size, gen.rng)
             di, _ = ops.tournament_select(gen.d_fitness, evo.tournament_size, gen.rng)
-        g, d = gen.adopt(gi, "g"), gen.adopt(di, "d")
+        g, d = gen.neighbourhood.adopt(gi, "g"), gen.neighbourhood.adopt(di, "d")
         mutated = {id(g): vary(gen, g), id(d): vary(gen, d)}
         return Pairing([g], [d], [(d.source, d.net)], [(g.source, g.net)], mutated, (gi, di))
 
@@ -70,6 +70,6 @@ class Own(Rule):
             return SideOutcome(offspring, parent, selected != 0, False, mutated)
         if record.centre == 0:  # the untrained centre is still the best
             return discarded(gen, centre, population[0])
-        winner = gen.adopt(record.centre, side)  # a neighbour's network is the best
+        winner = gen.neighbourhood.adopt(record.centre, side)  # a neighbour's network is the best
         winner.fitness = population[record.centre]
         return SideOutcome(winner, gen.members[record.centre], True, True, False)

@@ -24,7 +24,7 @@ class LipizzanerSelection(Rule):
         size = gen.config.evolution.tournament_size
         gi, _ = ops.tournament_select(gen.g_fitness, size, gen.rng)
         di, _ = ops.tournament_select(gen.d_fitness, size, gen.rng)
-        g, d = gen.adopt(gi, "g"), gen.adopt(di, "d")
+        g, d = gen.neighbourhood.adopt(gi, "g"), gen.neighbourhood.adopt(di, "d")
         mutated = {id(g): vary(gen, g), id(d): vary(gen, d)}
         return Pairing([g], [d], [(d.source, d.net)], [(g.source, g.net)], mutated, (gi, di))
 

@@ -1,7 +1,7 @@
 """Tables of a grid's evolution, read from its population history (`history.parquet`), and
 which trials ran which part of that history (PBT/PB2 exploits, from `pbt_global.txt`).
 
-Pure pandas and JSON, no plotting and no Ray: the figures of `raygan.tuning.evolution` draw
+Pure pandas and JSON, no plotting and no Ray: the figures of `raygan.reporting.figures` draw
 these, and tests check them against histories with planted replacements. Generations are
 counted as completed generations (the history's 0-based `generation` + 1, as in Tune's results
 and the report's curves), so step 0 is the initial population.

@@ -24,7 +24,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from raygan.config.catalog import lower_is_better  # noqa: E402
-from raygan.tuning.lineage import (  # noqa: E402
+from raygan.reporting.lineage import (  # noqa: E402
     Exploit,
     MetricCurves,
     Side,
@@ -289,7 +289,7 @@ def evolution_panels(history: pd.DataFrame, cols: int, metric: str,
         cols: the grid's columns (cells are labelled with their row and column).
         metric: the ranking metric (`metrics.rank_by`).
         inherited: the exploits that handed the trial the start of its history, latest first
-            (`raygan.tuning.lineage.inherited`); the figures mark where each donor's ends.
+            (`raygan.reporting.lineage.inherited`); the figures mark where each donor's ends.
     """
     if history.empty:
         return [Panel("Evolution", "no generation recorded yet", None)]

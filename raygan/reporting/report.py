@@ -4,7 +4,7 @@ The page is one self-contained file (figures embedded as PNG data): the trials t
 metric curves of every trial, the PBT exploit records (if any), and per trial its latest
 samples, per-cell samples (images), per-cell score heatmap and the evolution of its grid
 (learning rates, losses, genealogy, mixture weights, the ranking metric against its real-data
-floor; `raygan.tuning.evolution`, from `history.parquet`). Built offline from the
+floor; `raygan.reporting.figures`, from `history.parquet`). Built offline from the
 experiment directory (no Ray cluster).
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from raygan.atomic import atomic_write_text
 from raygan.config.catalog import BEST_PREFIX, FLOOR_SUFFIX, floor_name
-from raygan.tuning.lineage import Exploit, inherited, read_exploits
+from raygan.reporting.lineage import Exploit, inherited, read_exploits
 from raygan.tuning.records import TrialRecord
 from raygan.tuning.results import best_trial, load_trials, require_experiment
 
@@ -185,10 +185,10 @@ _STYLE = (
 
 def evolution_html(trial: TrialRecord, donors: list[Exploit] | None = None) -> str:
     """The trial's evolution section, drawn from its `history.parquet` (see
-    `raygan.tuning.evolution`): every figure with its caption, or why it is left out; where
+    `raygan.reporting.figures`): every figure with its caption, or why it is left out; where
     donors' history ends when exploits handed the trial its start (`lineage.inherited`)."""
     from raygan.engine.history import HISTORY_FILE, read_history
-    from raygan.tuning.evolution import evolution_panels  # matplotlib only when rendering
+    from raygan.reporting.figures import evolution_panels  # matplotlib only when rendering
 
     head = f"<h3>Evolution of {html.escape(trial.trial_id)}</h3>"
     path = trial.path / HISTORY_FILE
@@ -231,7 +231,7 @@ def render_html(experiment: Path, trials: list[TrialRecord]) -> str:
         parts.append("<p class='note'>At its generation in the first column, a trial restarted "
                      "from a donor's checkpoint (weights, history and generation count) with "
                      "the knobs shown: the donor's, or perturbed from it (new ← donor's).</p>")
-    from raygan.tuning.evolve_report import evolve_html  # an evolve sweep's steps, if any
+    from raygan.reporting.evolve_report import evolve_html  # an evolve sweep's steps, if any
 
     parts.append(evolve_html(experiment, trials, _png, _img, _table_html))
     for trial in trials:
