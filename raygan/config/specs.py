@@ -162,6 +162,7 @@ class SourceSpec:
 
 
 S = TypeVar("S")
+T = TypeVar("T")
 _fetchers: list[Callable[[], bool]] = []
 
 
@@ -254,6 +255,20 @@ def implement(registry: Registry[Any], name: str, implemented: Mapping[str, obje
     module = getattr(spec, "implementation", "")
     if module and name not in implemented:
         importlib.import_module(module)
+
+
+def implementation(registry: Registry[Any], name: str, implemented: Mapping[str, T]) -> T:
+    """`implemented[name]`, once `implement` has made sure it is there.
+
+    Raises:
+        KeyError: naming the implemented components, for a name that has none.
+    """
+    if name not in implemented and name in registry:  # its module, or a Ray driver's
+        implement(registry, name, implemented)
+    if name not in implemented:
+        raise KeyError(f"unknown {registry.what} {name!r}; registered: "
+                       f"{', '.join(implemented)}")
+    return implemented[name]
 
 
 def _fetch(specs: Mapping[str, object], name: str) -> bool:

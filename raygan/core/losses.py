@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from raygan.config.specs import LOSSES as SPECS
-from raygan.config.specs import LossSpec, implement, remember
+from raygan.config.specs import LossSpec, implementation, remember
 
 
 @dataclass(frozen=True)
@@ -139,12 +139,7 @@ def get_loss(name: str) -> Loss:
     Raises:
         KeyError: naming the registered losses.
     """
-    if name not in LOSSES and name in SPECS:  # a Ray worker fetches its driver's (`implement`)
-        implement(SPECS, name, LOSSES)
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise KeyError(f"unknown loss {name!r}; registered: {', '.join(LOSSES)}") from None
+    return implementation(SPECS, name, LOSSES)
 
 
 def interpolation_weights(n: int, dims: int, generator: torch.Generator) -> Tensor:

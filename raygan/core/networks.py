@@ -18,7 +18,7 @@ from torch import nn
 
 from raygan.config import NetworksConfig, TrainingConfig
 from raygan.config.specs import NETWORKS as SPECS
-from raygan.config.specs import NetworkSpec, implement, remember
+from raygan.config.specs import NetworkSpec, implement, implementation, remember
 from raygan.core.init import init_dcgan_weights, reset_minibatch, reset_parameters
 from raygan.core.mlp import MLPDiscriminator, MLPGenerator, minibatch_layer
 
@@ -154,11 +154,7 @@ def build_networks(
         data_shape: shape of one sample, (2,) for toy data or (C, H, W) for images.
         generator: RNG for the initial weights.
     """
-    if cfg.kind not in NETWORKS and cfg.kind in SPECS:  # its module, or a Ray driver's
-        implement(SPECS, cfg.kind, NETWORKS)
-    if cfg.kind not in NETWORKS:
-        raise KeyError(f"unknown network {cfg.kind!r}; registered: {', '.join(NETWORKS)}")
-    return NETWORKS[cfg.kind](cfg, data_shape, generator)
+    return implementation(SPECS, cfg.kind, NETWORKS)(cfg, data_shape, generator)
 
 
 def optimizer_specs(nets: NetworksConfig, training: TrainingConfig) -> dict[str, OptimizerSpec]:

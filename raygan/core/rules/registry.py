@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TypeVar, overload
 
 from raygan.config.specs import RULES as SPECS
-from raygan.config.specs import RuleSpec, implement, remember
+from raygan.config.specs import RuleSpec, implementation, remember
 from raygan.core.rules.base import Rule
 from raygan.core.rules.egan import Egan
 from raygan.core.rules.fresh import Fresh
@@ -67,8 +67,4 @@ def get_rule(name: str) -> Rule:
     Raises:
         KeyError: naming the registered rules.
     """
-    if name not in RULES and name in SPECS:  # a Ray worker fetches its driver's (`implement`)
-        implement(SPECS, name, RULES)
-    if name not in RULES:
-        raise KeyError(f"unknown training rule {name!r}; registered: {', '.join(RULES)}")
-    return RULES[name]()
+    return implementation(SPECS, name, RULES)()
