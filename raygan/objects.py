@@ -142,24 +142,38 @@ def ship(specs: Iterable[str]) -> list[str]:
     Raises:
         ConfigError: one line, when an object cannot be pickled.
     """
-    from ray import cloudpickle
-    from ray.experimental import internal_kv
-
     shipped = []
     for spec in specs:
         token = token_of(spec)
         if token is None or token not in _objects:
             continue
         obj = _objects[token]
-        try:
-            with _by_value(obj):
-                payload = cloudpickle.dumps(obj)
-        except Exception as exc:  # pickling runs the user's code (__reduce__, closures)
-            raise ConfigError(f"{getattr(obj, '__qualname__', obj)!r}: cannot be pickled for "
-                              f"the Ray workers ({one_line(exc)})") from exc
-        internal_kv._internal_kv_put(_kv_key(token), payload, namespace=_KV_NAMESPACE)
+        _put(token, obj, [obj], f"{getattr(obj, '__qualname__', obj)!r}")
         shipped.append(token)
     return shipped
+
+
+def _put(token: str, obj: Any, by_value: Iterable[Any], what: str) -> None:
+    """Pickle `obj` (the modules of `by_value` by value, `_by_value`) into Ray's key-value
+    store under `token`.
+
+    Raises:
+        ConfigError: one line naming `what`, when `obj` cannot be pickled.
+    """
+    from contextlib import ExitStack
+
+    from ray import cloudpickle
+    from ray.experimental import internal_kv
+
+    with ExitStack() as stack:
+        for part in by_value:
+            stack.enter_context(_by_value(part))
+        try:
+            payload = cloudpickle.dumps(obj)
+        except Exception as exc:  # pickling runs the user's code (__reduce__, closures)
+            raise ConfigError(f"{what}: cannot be pickled for the Ray workers "
+                              f"({one_line(exc)})") from exc
+    internal_kv._internal_kv_put(_kv_key(token), payload, namespace=_KV_NAMESPACE)
 
 
 def unship(tokens: Iterable[str]) -> None:
@@ -325,28 +339,15 @@ def _ship_registrations() -> list[str]:
     """Put this process's registrations (`raygan.config.specs.registered`) in Ray's key-value
     store, their classes and functions pickled by value where their modules are a user's
     files (`_by_value`); returns the token to `unship` ([] when there are none)."""
-    from contextlib import ExitStack
-
-    from ray import cloudpickle
-    from ray.experimental import internal_kv
-
     from raygan.config import specs
 
     entries = specs.registered()
     if not entries:
         return []
-    with ExitStack() as stack:
-        for _, args in entries:
-            for obj in args:
-                for part in (obj, *vars(obj).values()) if hasattr(obj, "__dict__") else (obj,):
-                    if callable(part):
-                        stack.enter_context(_by_value(part))
-        try:
-            payload = cloudpickle.dumps(entries)
-        except Exception as exc:  # pickling runs the user's code (__reduce__, closures)
-            raise ConfigError(f"a registered component cannot be pickled for the Ray workers "
-                              f"({one_line(exc)})") from exc
-    internal_kv._internal_kv_put(_kv_key(_REGISTRATIONS), payload, namespace=_KV_NAMESPACE)
+    parts = [part for _, args in entries for obj in args
+             for part in ((obj, *vars(obj).values()) if hasattr(obj, "__dict__") else (obj,))
+             if callable(part)]
+    _put(_REGISTRATIONS, entries, parts, "a registered component")
     return [_REGISTRATIONS]
 
 

@@ -253,7 +253,7 @@ def implement(registry: Registry[Any], name: str, implemented: Mapping[str, obje
         return
     spec = registry.get(name)
     module = getattr(spec, "implementation", "")
-    if module and name not in implemented:
+    if module:
         importlib.import_module(module)
 
 
