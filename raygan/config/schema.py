@@ -67,6 +67,11 @@ def inert_options(config: RunConfig) -> dict[str, str]:
             out[f"networks.{key}"] = "networks.minibatch_discrimination is false"
     if nets.g_norm != "virtual_batch":
         out["networks.vbn_reference_size"] = "networks.g_norm is not 'virtual_batch'"
+    if config.evolution.exploit_probability == 0:
+        for key in ("exploit_margin", "exploit_factors"):
+            out[f"evolution.{key}"] = "evolution.exploit_probability is 0 (off)"
+    elif config.grid.size == 1:
+        out["evolution.exploit_probability"] = "a 1x1 grid's cell has no neighbour to copy"
     multi = config.losses.multi_discriminator
     for mode, key in (("gman", "losses.gman_temperature"), ("hv", "losses.hv_delta")):
         if multi != mode:

@@ -54,6 +54,13 @@ class EvolutionConfig:
     lr_min: float = 1e-6
     lr_max: float = 1e-2
     replacement: bool = False
+    # PBT-style exploit/explore inside the grid (raygan.core.exploit): with this probability
+    # per cell and generation, score the neighbourhood's generators with the mixture
+    # objective and, when a neighbour's beats the centre's by exploit_margin (relative),
+    # copy that neighbour's G and D and multiply each rate by one of exploit_factors
+    exploit_probability: float = 0.0
+    exploit_margin: float = 0.2
+    exploit_factors: tuple[float, ...] = (0.8, 1.2)
     # rule "egan" only: the weight of E-GAN's diversity term in its fitness F = Fq + gamma * Fd
     # (maximised; 2.0 is the authors' ring-of-8 script, see raygan.core.rules.egan), and how
     # many offspring survive each step as the next parents
@@ -71,6 +78,16 @@ class EvolutionConfig:
             "evolution.lr_mutation_probability",
             f"must be in [0, 1], got {self.lr_mutation_probability}",
         )
+        check(
+            0.0 <= self.exploit_probability <= 1.0,
+            "evolution.exploit_probability",
+            f"must be in [0, 1] (0: off), got {self.exploit_probability}",
+        )
+        check(self.exploit_margin >= 0, "evolution.exploit_margin",
+              f"must be >= 0 (relative; 0.2: a neighbour 20 % better), got {self.exploit_margin}")
+        check(len(self.exploit_factors) >= 1 and all(f > 0 for f in self.exploit_factors),
+              "evolution.exploit_factors",
+              f"must be positive rate factors, got {list(self.exploit_factors)}")
         check(self.lr_mutation_sigma >= 0, "evolution.lr_mutation_sigma", "must be >= 0")
         check(self.lr_additive_sigma >= 0, "evolution.lr_additive_sigma", "must be >= 0")
         check(

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from raygan.config import ConfigError, RunConfig
 from raygan.core import operators as ops
+from raygan.core.exploit import exploit
 from raygan.core.fitness import all_vs_all, shared_batch
 from raygan.core.individual import Individual
 from raygan.core.mixture import Mixture
@@ -144,9 +145,12 @@ class Cell:
 
     def finish(self, current: GenerationInProgress) -> CellReport:
         """Install the generation's new centres (`GenerationInProgress.end`: the rule's pick,
-        re-seeded where not finite), step the mixture ES, report."""
+        re-seeded where not finite; `exploit`: a much better neighbour's copy), step the
+        mixture ES, report."""
         gen, tally = current.gen, current.tally
         outcome, reseeded = current.end()
+        self.neighbourhood.g, self.neighbourhood.d = outcome.g.individual, outcome.d.individual
+        outcome, exploited = exploit(gen, outcome, self.task.mixture_score)
         self.neighbourhood.g, self.neighbourhood.d = outcome.g.individual, outcome.d.individual
         mix_score, accepted = self.mix.step(self.neighbourhood.generators(), self.rng,
                                             self.torch_rng, self.task.mixture_score)
@@ -171,6 +175,7 @@ class Cell:
             seconds=time.perf_counter() - current.start_time,
             broken=self.nonfinite_networks(),
             reseeded=reseeded,
+            exploited=-1 if exploited.donor is None else gen.members[exploited.donor],
         )
 
     def _batches(self) -> list[Tensor]:

@@ -70,6 +70,8 @@ class CellReport:
             "D"; empty when finite): such a cell ranks last and its G feeds no mixture.
         reseeded: centres that went non-finite this generation and were replaced by the
             fittest finite neighbour's network ("G" / "D" -> that neighbour's cell).
+        exploited: the cell whose G and D this cell copied in a PBT-style exploit step
+            (`raygan.core.exploit`); -1 when it kept its own.
     """
 
     generation: int
@@ -91,6 +93,7 @@ class CellReport:
     scores: dict[str, float] = field(default_factory=dict)
     broken: list[str] = field(default_factory=list)
     reseeded: dict[str, int] = field(default_factory=dict)
+    exploited: int = -1
 
     def to_dict(self) -> dict[str, Any]:
         """The flat row of logs and tables: sides as `g_<field>` / `d_<field>`."""
