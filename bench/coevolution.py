@@ -241,7 +241,8 @@ def genealogy(history: list[dict[str, Any]]) -> dict[str, Any]:
         for name, count in row.get("g_loss_counts", {}).items():
             losses[name] = losses.get(name, 0) + int(count)
     total = sum(losses.values()) or 1
-    last = [r for r in history if r["generation"] == max(r["generation"] for r in history)]
+    final = max(r["generation"] for r in history)
+    last = [r for r in history if r["generation"] == final]
     return {"g_replaced_share": sum(bool(r["g_replaced"]) for r in history) / max(len(history), 1),
             "final_lrs": {side: [min(r[f"{side}_lr"] for r in last),
                                  max(r[f"{side}_lr"] for r in last)] for side in ("g", "d")},
